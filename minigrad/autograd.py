@@ -1,0 +1,208 @@
+"""Reverse-mode automatic differentiation: Function, the backward pass, no_grad.
+
+A ``Function`` subclass pairs ``forward(ctx, *arrays, **attrs)`` with
+``backward(ctx, grad)``; both work on raw backend arrays (numpy or cupy), never
+on Tensors, so backward builds no graph (higher-order gradients are out of scope).
+
+``Function.apply`` runs the forward and, when grad mode is on and an input needs a
+gradient, records a ``Context`` on the output: the op, its input Tensors and what
+the forward saved. ``backward`` walks those records in reverse topological order.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+_grad_enabled = True
+
+
+class Context:
+    """Per-call record of an op: its Function, inputs, saved arrays and attributes."""
+
+    def __init__(self, fn: type, inputs: tuple, device: Any) -> None:
+        self.fn = fn
+        self.inputs = inputs
+        self.device = device
+        self.xp = device.xp
+        self.needs_input_grad = tuple(t.requires_grad for t in inputs)
+        self.freed = False
+
+    def free(self) -> None:
+        """Drop the inputs and everything saved for backward (the graph is released)."""
+        fn = self.fn
+        self.__dict__.clear()
+        self.fn = fn
+        self.freed = True
+
+
+class Function:
+    """Base class of every differentiable op; subclasses define forward and backward."""
+
+    @staticmethod
+    def forward(ctx: Context, *arrays: Any, **attrs: Any) -> Any:
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx: Context, grad: Any) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs: "Tensor", **attrs: Any) -> "Tensor":
+        """Run the op on Tensors and record it for backward when needed."""
+        first = inputs[0]
+        dev = first.device
+        for t in inputs[1:]:
+            if t.device is not dev:
+                raise RuntimeError(f"{cls.__name__}: expected all tensors on one device, got {dev} and {t.device}")
+        ctx = Context(cls, inputs, dev)
+        out = cls.forward(ctx, *[t.data for t in inputs], **attrs)
+        if not isinstance(out, dev.xp.ndarray):  # numpy reductions return scalars, not 0-d arrays
+            out = dev.xp.asarray(out)
+        result = Tensor(out, device=dev, _copy=False)
+        if _grad_enabled and True in ctx.needs_input_grad:
+            result.requires_grad = True
+            result._ctx = ctx
+        return result
+
+
+def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
+    """Sum a gradient back to the shape its input had before broadcasting."""
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(i + extra for i, n in enumerate(shape) if n == 1 and grad.shape[i + extra] != 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    return grad.reshape(shape)
+
+
+def _topological_order(root: "Tensor") -> list:
+    """Nodes reachable from root, each after all nodes it depends on (iterative DFS)."""
+    order, visited = [], set()
+    stack = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        ctx = node._ctx
+        if ctx is not None and not ctx.freed:
+            for parent in ctx.inputs:
+                if parent.requires_grad and id(parent) not in visited:
+                    stack.append((parent, False))
+    return order
+
+
+def backward(root: "Tensor", grad: Any = None, retain_graph: bool = False) -> None:
+    """Accumulate d(root)/d(leaf) into .grad of every leaf that requires grad."""
+    if not root.requires_grad:
+        raise RuntimeError("backward: tensor does not require grad and has no grad_fn "
+                           "(create leaves with requires_grad=True, and do not call backward under no_grad)")
+    if grad is None:
+        if root.data.size != 1:
+            raise RuntimeError(f"backward: grad can be implicitly created only for scalar outputs, "
+                               f"got shape {tuple(root.shape)}; pass grad=")
+        grad = root.device.xp.ones(root.shape, dtype=root.dtype)
+    else:
+        grad = grad.data if isinstance(grad, Tensor) else root.device.xp.asarray(grad, dtype=root.dtype)
+        if grad.shape != root.shape:
+            raise RuntimeError(f"backward: grad shape {tuple(grad.shape)} does not match output shape {tuple(root.shape)}")
+    if root._ctx is not None and root._ctx.freed:
+        raise RuntimeError("backward: trying to backward through the graph a second time; its saved arrays "
+                           "were freed. Pass retain_graph=True to the first backward() to keep them")
+
+    grads: dict[int, Any] = {id(root): grad}
+    owned: set[int] = set()  # gradient arrays the engine allocated itself, safe to add into in place
+    for node in reversed(_topological_order(root)):
+        g = grads.pop(id(node), None)
+        if g is None:
+            continue
+        ctx = node._ctx
+        if ctx is None:  # a leaf: accumulate into .grad
+            _accumulate_leaf(node, g, id(node) in owned)
+            continue
+        if ctx.freed:
+            raise RuntimeError(f"backward: trying to backward through {ctx.fn.__name__} a second time; "
+                               "pass retain_graph=True to the first backward()")
+        ctx.retain_graph = retain_graph  # fused ops may overwrite saved buffers when the graph is freed after
+        input_grads = ctx.fn.backward(ctx, g)
+        if not isinstance(input_grads, tuple):
+            input_grads = (input_grads,)
+        for inp, ig in zip(ctx.inputs, input_grads):
+            if ig is None or not inp.requires_grad:
+                continue
+            if ig.shape != inp.shape:
+                if ig.ndim < inp.ndim:
+                    raise RuntimeError(f"{ctx.fn.__name__}.backward returned a gradient of shape {tuple(ig.shape)} "
+                                       f"for an input of shape {tuple(inp.shape)}")
+                ig = unbroadcast(ig, inp.shape)
+            if ig.dtype != inp.dtype:
+                raise RuntimeError(f"{ctx.fn.__name__}.backward returned a {ig.dtype} gradient "
+                                   f"for a {inp.dtype} input of shape {tuple(inp.shape)}")
+            key = id(inp)
+            prev = grads.get(key)
+            if prev is None:
+                grads[key] = ig
+            elif key in owned:
+                prev += ig
+            else:
+                grads[key] = prev + ig
+                owned.add(key)
+        if not retain_graph:
+            ctx.free()
+
+
+def _accumulate_leaf(leaf: "Tensor", g: Any, owned: bool) -> None:
+    if leaf.grad is None:
+        # the array may alias an upstream gradient or a saved array: own a copy
+        leaf.grad = Tensor(g if owned else g.copy(), device=leaf.device, _copy=False)
+    else:
+        leaf.grad.data += g
+
+
+class no_grad:
+    """Context manager and decorator: ops inside it record no graph."""
+
+    def __enter__(self) -> None:
+        global _grad_enabled
+        self._prev = _grad_enabled
+        _grad_enabled = False
+
+    def __exit__(self, *exc: Any) -> None:
+        global _grad_enabled
+        _grad_enabled = self._prev
+
+    def __call__(self, fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with no_grad():
+                return fn(*args, **kwargs)
+        return wrapper
+
+
+class enable_grad(no_grad):
+    """Context manager and decorator: turn graph recording back on inside no_grad."""
+
+    def __enter__(self) -> None:
+        global _grad_enabled
+        self._prev = _grad_enabled
+        _grad_enabled = True
+
+    def __call__(self, fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with enable_grad():
+                return fn(*args, **kwargs)
+        return wrapper
+
+
+def is_grad_enabled() -> bool:
+    """Whether ops currently record a graph."""
+    return _grad_enabled
+
+
+from minigrad.tensor import Tensor  # noqa: E402  (tensor.py imports this module first)

@@ -1,0 +1,242 @@
+"""Devices and the few things NumPy and CuPy do differently.
+
+Every op reaches its array library through ``Device.xp`` (numpy on "cpu", cupy on
+"cuda"), so the same op code runs on both. What cannot be written once for both
+(scatter-add, erf, random numbers, host transfer, synchronisation) lives here and
+nowhere else.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+
+class Device:
+    """A place where arrays live: its name, index and array module (``xp``)."""
+
+    __slots__ = ("type", "index", "xp", "rng")
+
+    def __init__(self, type: str, index: int, xp: Any) -> None:
+        self.type = type
+        self.index = index
+        self.xp = xp
+        self.rng = None  # set by manual_seed / seed_device
+
+    def __repr__(self) -> str:
+        return f"device(type='{self.type}', index={self.index})" if self.type == "cuda" else "device(type='cpu')"
+
+    def __str__(self) -> str:
+        return f"cuda:{self.index}" if self.type == "cuda" else "cpu"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, str):
+            other = device(other)
+        return isinstance(other, Device) and (self.type, self.index) == (other.type, other.index)
+
+    def __hash__(self) -> int:
+        return hash((self.type, self.index))
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (a no-op on the CPU)."""
+        if self.type == "cuda":
+            self.xp.cuda.Device(self.index).synchronize()
+
+
+_DEVICES: dict[tuple[str, int], Device] = {}
+_SEED: int | None = None
+
+
+class CudaUnavailableError(RuntimeError):
+    """Raised when a CUDA device is requested but cupy or a GPU is missing."""
+
+
+def _load_cupy() -> Any:
+    try:
+        import cupy  # noqa: F401
+    except ImportError as e:
+        raise CudaUnavailableError(
+            "device 'cuda' needs cupy, which is not installed: pip install -e \".[cuda]\" (cupy-cuda12x)") from e
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # CUDARuntimeError without a driver
+        raise CudaUnavailableError(f"device 'cuda': cupy is installed but no usable GPU/driver was found ({e})") from e
+    if n == 0:
+        raise CudaUnavailableError("device 'cuda': cupy is installed but no GPU was found")
+    return cupy
+
+
+def device(spec: "str | Device | None" = None) -> Device:
+    """Return the Device for "cpu", "cuda" or "cuda:N" (cached, one object per device)."""
+    if isinstance(spec, Device):
+        return spec
+    if spec is None:
+        spec = "cpu"
+    if not isinstance(spec, str):
+        raise TypeError(f"device must be a string like 'cpu' or 'cuda:0', got {spec!r}")
+    name, _, idx = spec.partition(":")
+    if name not in ("cpu", "cuda") or (idx and not idx.isdigit()):
+        raise ValueError(f"unknown device {spec!r}: expected 'cpu', 'cuda' or 'cuda:N'")
+    index = int(idx) if idx else 0
+    key = (name, index if name == "cuda" else 0)
+    dev = _DEVICES.get(key)
+    if dev is None:
+        if name == "cpu":
+            dev = Device("cpu", 0, np)
+        else:
+            cupy = _load_cupy()
+            if index >= cupy.cuda.runtime.getDeviceCount():
+                raise CudaUnavailableError(f"device {spec!r}: only {cupy.cuda.runtime.getDeviceCount()} GPU(s) found")
+            dev = Device("cuda", index, cupy)
+        seed_device(dev, _SEED)
+        _DEVICES[key] = dev
+    return dev
+
+
+def register_device(dev: Device) -> Device:
+    """Make a custom Device (e.g. a test stand-in) reachable as its type name."""
+    seed_device(dev, _SEED)
+    _DEVICES[(dev.type, dev.index)] = dev
+    return dev
+
+
+def device_of(array: Any) -> Device:
+    """The Device an array lives on (numpy arrays are on the CPU)."""
+    if isinstance(array, np.ndarray):
+        return device("cpu")
+    for dev in _DEVICES.values():
+        if dev.type != "cpu" and isinstance(array, dev.xp.ndarray):
+            return dev
+    raise TypeError(f"not an array of a known device: {type(array).__name__}")
+
+
+# ---------------------------------------------------------------- random numbers
+
+def seed_device(dev: Device, seed: int | None) -> None:
+    """(Re)create a device's random generator from a seed (None: fresh entropy)."""
+    if dev.type == "cpu":
+        dev.rng = np.random.default_rng(seed)
+    else:
+        dev.rng = dev.xp.random.default_rng(seed)
+
+
+def manual_seed(seed: int) -> None:
+    """Seed every device's generator so all random draws are reproducible."""
+    global _SEED
+    _SEED = int(seed)
+    for dev in _DEVICES.values():
+        seed_device(dev, _SEED)
+
+
+def randn(dev: Device, shape: tuple[int, ...], dtype: Any) -> Any:
+    """Standard normal draws of a float dtype on a device."""
+    return dev.rng.standard_normal(shape, dtype=dtype)
+
+
+def rand(dev: Device, shape: tuple[int, ...], dtype: Any) -> Any:
+    """Uniform [0, 1) draws of a float dtype on a device."""
+    return dev.rng.random(shape, dtype=dtype)
+
+
+def randint(dev: Device, low: int, high: int, shape: tuple[int, ...]) -> Any:
+    """Uniform integers in [low, high) as int64 (cupy's Generator has no .integers)."""
+    if dev.type == "cpu":
+        return dev.rng.integers(low, high, size=shape, dtype=np.int64)
+    u = dev.rng.random(shape, dtype=dev.xp.float64)
+    return (low + dev.xp.floor(u * (high - low))).astype(dev.xp.int64)
+
+
+# ---------------------------------------------------------------- differing kernels
+
+def scatter_add(target: Any, indices: Any, values: Any) -> None:
+    """target[indices] += values, accumulating repeated indices (embedding backward)."""
+    if isinstance(target, np.ndarray):
+        if isinstance(indices, np.ndarray) and target.ndim == 2 and indices.ndim == 1 and values.ndim == 2:
+            # one matmul-free pass: sort rows by id and sum runs (much faster than np.add.at)
+            order = np.argsort(indices, kind="stable")
+            sorted_ids = indices[order]
+            starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+            sums = np.add.reduceat(values[order], starts, axis=0)
+            target[sorted_ids[starts]] += sums
+        else:
+            np.add.at(target, indices, values)
+    else:
+        import cupyx
+        cupyx.scatter_add(target, indices, values)
+
+
+_ERF_P = 0.3275911
+_ERF_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
+
+
+def erf(x: Any) -> Any:
+    """Vectorised error function accurate to ~1e-15 (numpy has none; cupy uses cupyx)."""
+    if not isinstance(x, np.ndarray):
+        import cupyx.scipy.special
+        return cupyx.scipy.special.erf(x)
+    return _erf_numpy(x)
+
+
+def _erf_numpy(x: np.ndarray) -> np.ndarray:
+    # W. J. Cody's rational approximations (as in many libm's): |x| < 0.5 a series in x^2,
+    # 0.5 <= |x| < 4 erfc via a rational function, |x| >= 4 erfc via an asymptotic form.
+    x64 = x.astype(np.float64, copy=False)
+    ax = np.abs(x64)
+    out = np.empty_like(x64)
+    small = ax < 0.5
+    mid = (~small) & (ax < 4.0)
+    big = ax >= 4.0
+    if small.any():
+        xs = x64[small]
+        z = xs * xs
+        num = (((0.185777706184603153 * z + 3.16112374387056560) * z + 113.864154151050156) * z
+               + 377.485237685302021) * z + 3209.37758913846947
+        den = (((z + 23.6012909523441209) * z + 244.024637934444173) * z + 1282.61652607737228) * z \
+            + 2844.23683343917062
+        out[small] = xs * num / den
+    if mid.any():
+        y = ax[mid]
+        p = (0.564188496988670089, 8.88314979438837594, 66.1191906371416295, 298.635138197400131,
+             881.952221241769090, 1712.04761263407058, 2051.07837782607147, 1230.33935479799725,
+             2.15311535474403846e-8)
+        q = (15.7449261107098347, 117.693950891312499, 537.181101862009858, 1621.38957456669019,
+             3290.79923573345963, 4362.61909014324716, 3439.36767414372164, 1230.33935480374942)
+        num = p[8] * y
+        den = y.copy()
+        for i in range(7):
+            num = (num + p[i]) * y
+            den = (den + q[i]) * y
+        erfc = np.exp(-y * y) * (num + p[7]) / (den + q[7])
+        out[mid] = np.copysign(1.0 - erfc, x64[mid])
+    if big.any():
+        y = ax[big]
+        p = (0.305326634961232344, 0.360344899949804439, 0.125781726111229246, 0.0160837851487422766,
+             6.58749161529837803e-4, 0.0163153871373020978)
+        q = (2.56852019228982242, 1.87295284992346725, 0.527905102951428412, 0.0605183413124413191,
+             0.00233520497626869185)
+        z = 1.0 / (y * y)
+        num = p[5] * z
+        den = z.copy()
+        for i in range(4):
+            num = (num + p[i]) * z
+            den = (den + q[i]) * z
+        r = z * (num + p[4]) / (den + q[4])
+        r = (1.0 / math.sqrt(math.pi) - r) / y
+        erfc = np.exp(-y * y) * r
+        out[big] = np.copysign(1.0 - erfc, x64[big])
+    return out.astype(x.dtype, copy=False)
+
+
+def to_numpy(array: Any) -> np.ndarray:
+    """Copy an array to host memory as a numpy array (the one sanctioned host transfer)."""
+    if isinstance(array, np.ndarray):
+        return array
+    return array.get()
+
+
+def from_numpy(dev: Device, array: np.ndarray) -> Any:
+    """Move a host numpy array onto a device."""
+    if dev.type == "cpu":
+        return array
+    return dev.xp.asarray(array)

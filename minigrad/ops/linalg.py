@@ -1,0 +1,46 @@
+"""Matrix products: 1-D, 2-D and batched with broadcasting, like torch.matmul."""
+from __future__ import annotations
+
+from typing import Any
+
+from minigrad.autograd import Context, Function
+
+
+class MatMul(Function):
+    @staticmethod
+    def forward(ctx: Context, a: Any, b: Any) -> Any:
+        if a.ndim == 0 or b.ndim == 0:
+            raise RuntimeError(f"matmul: both arguments need at least 1 dimension, got shapes "
+                               f"{tuple(a.shape)} and {tuple(b.shape)}")
+        k_a = a.shape[-1]
+        k_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
+        if k_a != k_b:
+            raise RuntimeError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be multiplied "
+                               f"({k_a} != {k_b})")
+        ctx.a, ctx.b = a, b
+        return a @ b
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple:
+        # out = a @ b:  da = g @ b^T,  db = a^T @ g  (batch dims summed by the engine)
+        a, b = ctx.a, ctx.b
+        need_a, need_b = ctx.needs_input_grad
+        # promote 1-D operands to matrices the way matmul did, then undo it
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        if a.ndim == 1:
+            g = g[..., None, :] if b.ndim > 1 else g[..., None]
+        if b.ndim == 1:
+            g = g[..., None]
+        da = db = None
+        if need_a:
+            da = g @ b2.swapaxes(-1, -2)
+            if a.ndim == 1:
+                da = da.reshape(-1, a.shape[0]).sum(axis=0)
+        if need_b:
+            db = a2.swapaxes(-1, -2) @ g
+            if db.ndim > b2.ndim:  # b was broadcast over batch dims: sum them here, before un-promoting
+                db = db.reshape(-1, *b2.shape).sum(axis=0)
+            if b.ndim == 1:
+                db = db[..., 0]
+        return da, db

@@ -1,0 +1,575 @@
+"""Tensor: a backend array plus what autograd needs (grad, requires_grad, the op that made it)."""
+from __future__ import annotations
+
+import numbers
+from typing import Any, Iterable, NamedTuple, Sequence
+
+import numpy as np
+
+from minigrad import backend
+from minigrad.backend import Device
+
+float32 = np.dtype("float32")
+float64 = np.dtype("float64")
+int64 = np.dtype("int64")
+int32 = np.dtype("int32")
+bool_ = np.dtype("bool")
+_DTYPES = {"float32": float32, "float64": float64, "float": float32, "double": float64,
+           "int64": int64, "long": int64, "int32": int32, "int": int32, "bool": bool_,
+           "float16": np.dtype("float16"), "uint8": np.dtype("uint8"), "uint16": np.dtype("uint16")}
+_default_dtype = float32
+
+
+def as_dtype(dtype: Any) -> np.dtype:
+    """Normalise a dtype given as a name, numpy type or np.dtype."""
+    if isinstance(dtype, str):
+        if dtype not in _DTYPES:
+            raise TypeError(f"unknown dtype {dtype!r}; expected one of {sorted(_DTYPES)}")
+        return _DTYPES[dtype]
+    return np.dtype(dtype)
+
+
+def set_default_dtype(dtype: Any) -> None:
+    """Set the float dtype that new float tensors get (float32 unless changed)."""
+    global _default_dtype
+    dtype = as_dtype(dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"default dtype must be floating point, got {dtype}")
+    _default_dtype = dtype
+
+
+def get_default_dtype() -> np.dtype:
+    """The float dtype that new float tensors get."""
+    return _default_dtype
+
+
+class MaxResult(NamedTuple):
+    values: "Tensor"
+    indices: "Tensor"
+
+
+class Tensor:
+    """An n-dimensional array that records the ops applied to it for reverse-mode autograd."""
+
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "device", "__weakref__")
+    __array_priority__ = 1000  # so numpy_array + tensor calls Tensor.__radd__
+
+    def __init__(self, data: Any, device: "str | Device | None" = None, requires_grad: bool = False,
+                 _copy: bool = True) -> None:
+        if isinstance(data, Tensor):
+            data = data.data
+        dev = backend.device(device) if not isinstance(device, Device) else device
+        if _copy:
+            data = _to_array(data, dev, None)
+        self.data = data
+        self.device = dev
+        self.grad: Tensor | None = None
+        self.requires_grad = False
+        self._ctx = None
+        if requires_grad:
+            self.requires_grad_(True)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.data.shape)
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def grad_fn(self) -> Any:
+        return None if self._ctx is None else self._ctx.fn
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._ctx is None
+
+    @property
+    def T(self) -> "Tensor":
+        return self.permute(*reversed(range(self.ndim)))
+
+    def size(self, dim: int | None = None) -> Any:
+        """The shape, or one of its entries (PyTorch's Tensor.size)."""
+        return self.shape if dim is None else self.shape[dim]
+
+    def numel(self) -> int:
+        return int(self.data.size)
+
+    def dim(self) -> int:
+        return self.data.ndim
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.numpy(), separator=", ", precision=4, threshold=50)
+        extras = []
+        if self.device.type != "cpu":
+            extras.append(f"device='{self.device}'")
+        if self.dtype != _default_dtype and self.dtype.kind == "f":
+            extras.append(f"dtype={self.dtype}")
+        if self._ctx is not None:
+            extras.append(f"grad_fn=<{self._ctx.fn.__name__}>")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        return "tensor(" + ", ".join([body] + extras) + ")"
+
+    # ------------------------------------------------------------------ conversion
+    def item(self) -> Any:
+        if self.data.size != 1:
+            raise ValueError(f"item(): only one-element tensors can be converted, got shape {self.shape}")
+        return self.numpy().reshape(()).item()
+
+    def numpy(self) -> np.ndarray:
+        """A host numpy array of the data (shares memory on the CPU)."""
+        return backend.to_numpy(self.data)
+
+    def tolist(self) -> Any:
+        return self.numpy().tolist()
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __bool__(self) -> bool:
+        return bool(self.item())
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        a = self.numpy()
+        return a if dtype is None else a.astype(dtype)
+
+    def detach(self) -> "Tensor":
+        """A tensor sharing the data, cut from the graph."""
+        return Tensor(self.data, device=self.device, _copy=False)
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+        if requires_grad and self.dtype.kind not in "fc":
+            raise RuntimeError(f"only tensors of floating point dtype can require gradients, got {self.dtype}")
+        if not requires_grad and self._ctx is not None:
+            raise RuntimeError("requires_grad_(False) on a non-leaf tensor: use detach()")
+        self.requires_grad = requires_grad
+        return self
+
+    def to(self, *args: Any, **kwargs: Any) -> "Tensor":
+        """Move to a device and/or cast to a dtype: .to("cuda"), .to("float64"), .to(device, dtype)."""
+        dev, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+        if kwargs:
+            raise TypeError(f"to(): unexpected arguments {sorted(kwargs)}")
+        for a in args:
+            if isinstance(a, Device) or (isinstance(a, str) and a.split(":")[0] in ("cpu", "cuda")):
+                dev = a
+            else:
+                dtype = a
+        out = self
+        if dtype is not None and as_dtype(dtype) != self.dtype:
+            out = out.type(dtype)
+        if dev is not None and backend.device(dev) != out.device:
+            out = _to_device(out, backend.device(dev))
+        return out
+
+    def cpu(self) -> "Tensor":
+        return self.to("cpu")
+
+    def cuda(self, index: int = 0) -> "Tensor":
+        return self.to(f"cuda:{index}")
+
+    def type(self, dtype: Any) -> "Tensor":
+        """Cast to another dtype (differentiable between float dtypes)."""
+        dtype = as_dtype(dtype)
+        if dtype == self.dtype:
+            return self
+        if self.requires_grad and dtype.kind == "f":
+            return E.Cast.apply(self, dtype=dtype)
+        return Tensor(self.data.astype(dtype), device=self.device, _copy=False)
+
+    def float(self) -> "Tensor":
+        return self.type(float32)
+
+    def double(self) -> "Tensor":
+        return self.type(float64)
+
+    def long(self) -> "Tensor":
+        return self.type(int64)
+
+    def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
+        """Backpropagate from this tensor, accumulating into .grad of leaves that require grad."""
+        autograd.backward(self, grad, retain_graph)
+
+    # ------------------------------------------------------------------ operand handling
+    def _operand(self, other: Any, op: str) -> "Tensor":
+        """Turn the other side of a binary op into a Tensor on this device with a compatible dtype."""
+        if isinstance(other, Tensor):
+            if other.device is not self.device:
+                raise RuntimeError(f"{op}: expected both tensors on one device, got {self.device} and {other.device}")
+            if other.dtype != self.dtype:
+                a, b = self.dtype, other.dtype
+                if a.kind == "f" and b.kind == "f":
+                    raise TypeError(f"{op}: dtype mismatch {a} vs {b} (shapes {self.shape} and {other.shape}); "
+                                    f"cast one side with .to()")
+                if b.kind == "f":  # int/bool self with a float tensor: promote self's side
+                    return other
+                return Tensor(other.data.astype(a) if a.kind == "f" else other.data, device=self.device, _copy=False)
+            return other
+        dtype = self.dtype if self.dtype.kind == "f" or not isinstance(other, float) else _default_dtype
+        return Tensor(_to_array(other, self.device, dtype), device=self.device, _copy=False)
+
+    def _binary(self, other: Any, fn: Any, name: str, reverse: bool = False) -> "Tensor":
+        other = self._operand(other, name)
+        x = self
+        if other.dtype != x.dtype:  # int self, float other
+            x = Tensor(x.data.astype(other.dtype), device=x.device, _copy=False)
+        return fn.apply(other, x) if reverse else fn.apply(x, other)
+
+    # ------------------------------------------------------------------ arithmetic
+    def __add__(self, o: Any) -> "Tensor":
+        return self._binary(o, E.Add, "add")
+
+    def __radd__(self, o: Any) -> "Tensor":
+        return self._binary(o, E.Add, "add", reverse=True)
+
+    def __sub__(self, o: Any) -> "Tensor":
+        return self._binary(o, E.Sub, "sub")
+
+    def __rsub__(self, o: Any) -> "Tensor":
+        return self._binary(o, E.Sub, "sub", reverse=True)
+
+    def __mul__(self, o: Any) -> "Tensor":
+        return self._binary(o, E.Mul, "mul")
+
+    def __rmul__(self, o: Any) -> "Tensor":
+        return self._binary(o, E.Mul, "mul", reverse=True)
+
+    def __truediv__(self, o: Any) -> "Tensor":
+        return self._binary(o, E.Div, "div")
+
+    def __rtruediv__(self, o: Any) -> "Tensor":
+        return self._binary(o, E.Div, "div", reverse=True)
+
+    def __pow__(self, o: Any) -> "Tensor":
+        if isinstance(o, numbers.Real) and not isinstance(o, bool):
+            return E.PowScalar.apply(self, exponent=o)
+        return self._binary(o, E.Pow, "pow")
+
+    def __rpow__(self, o: Any) -> "Tensor":
+        return self._binary(o, E.Pow, "pow", reverse=True)
+
+    def __matmul__(self, o: Any) -> "Tensor":
+        return self._binary(o, L.MatMul, "matmul")
+
+    def __rmatmul__(self, o: Any) -> "Tensor":
+        return self._binary(o, L.MatMul, "matmul", reverse=True)
+
+    def __neg__(self) -> "Tensor":
+        return E.Neg.apply(self)
+
+    def __iadd__(self, o: Any) -> "Tensor":
+        return _inplace(self, o, "add")
+
+    def __isub__(self, o: Any) -> "Tensor":
+        return _inplace(self, o, "sub")
+
+    def __imul__(self, o: Any) -> "Tensor":
+        return _inplace(self, o, "mul")
+
+    def __itruediv__(self, o: Any) -> "Tensor":
+        return _inplace(self, o, "truediv")
+
+    # comparisons are not differentiable: they return bool tensors
+    def _compare(self, o: Any, name: str) -> "Tensor":
+        other = o.data if isinstance(o, Tensor) else o
+        return Tensor(getattr(self.data, name)(other), device=self.device, _copy=False)
+
+    def __eq__(self, o: Any) -> "Tensor":  # type: ignore[override]
+        return self._compare(o, "__eq__")
+
+    def __ne__(self, o: Any) -> "Tensor":  # type: ignore[override]
+        return self._compare(o, "__ne__")
+
+    def __lt__(self, o: Any) -> "Tensor":
+        return self._compare(o, "__lt__")
+
+    def __le__(self, o: Any) -> "Tensor":
+        return self._compare(o, "__le__")
+
+    def __gt__(self, o: Any) -> "Tensor":
+        return self._compare(o, "__gt__")
+
+    def __ge__(self, o: Any) -> "Tensor":
+        return self._compare(o, "__ge__")
+
+    __hash__ = object.__hash__
+
+    # ------------------------------------------------------------------ unary math
+    def exp(self) -> "Tensor":
+        return E.Exp.apply(self)
+
+    def log(self) -> "Tensor":
+        return E.Log.apply(self)
+
+    def sqrt(self) -> "Tensor":
+        return E.Sqrt.apply(self)
+
+    def tanh(self) -> "Tensor":
+        return E.Tanh.apply(self)
+
+    def sigmoid(self) -> "Tensor":
+        return E.Sigmoid.apply(self)
+
+    def relu(self) -> "Tensor":
+        return E.Relu.apply(self)
+
+    def abs(self) -> "Tensor":
+        return E.Abs.apply(self)
+
+    def pow(self, exponent: Any) -> "Tensor":
+        return self ** exponent
+
+    def maximum(self, other: Any) -> "Tensor":
+        return self._binary(other, E.Maximum, "maximum")
+
+    def minimum(self, other: Any) -> "Tensor":
+        return self._binary(other, E.Minimum, "minimum")
+
+    def clip(self, min: float | None = None, max: float | None = None) -> "Tensor":
+        if min is None and max is None:
+            raise ValueError("clip: at least one of min and max must be given")
+        return E.Clip.apply(self, min=min, max=max)
+
+    clamp = clip
+
+    # ------------------------------------------------------------------ reductions
+    def sum(self, dim: Any = None, keepdim: bool = False) -> "Tensor":
+        return R.Sum.apply(self, axis=_axis(dim, self.ndim), keepdims=keepdim)
+
+    def mean(self, dim: Any = None, keepdim: bool = False) -> "Tensor":
+        return R.Mean.apply(self, axis=_axis(dim, self.ndim), keepdims=keepdim)
+
+    def var(self, dim: Any = None, keepdim: bool = False, correction: int = 1, unbiased: bool | None = None) -> "Tensor":
+        if unbiased is not None:
+            correction = int(unbiased)
+        return R.Var.apply(self, axis=_axis(dim, self.ndim), correction=correction, keepdims=keepdim)
+
+    def std(self, dim: Any = None, keepdim: bool = False, correction: int = 1) -> "Tensor":
+        return self.var(dim, keepdim, correction).sqrt()
+
+    def logsumexp(self, dim: Any, keepdim: bool = False) -> "Tensor":
+        return R.LogSumExp.apply(self, axis=_axis(dim, self.ndim), keepdims=keepdim)
+
+    def amax(self, dim: Any = None, keepdim: bool = False) -> "Tensor":
+        """Max over dims; tied maxima share the gradient evenly (torch.amax)."""
+        return R.Max.apply(self, axis=_axis(dim, self.ndim), keepdims=keepdim)
+
+    def amin(self, dim: Any = None, keepdim: bool = False) -> "Tensor":
+        """Min over dims; tied minima share the gradient evenly (torch.amin)."""
+        return -R.Max.apply(-self, axis=_axis(dim, self.ndim), keepdims=keepdim)
+
+    def max(self, dim: int | None = None, keepdim: bool = False) -> Any:
+        """max() -> the maximum (ties share the gradient); max(dim) -> (values, indices) like PyTorch."""
+        if dim is None:
+            return self.amax()
+        return self._pick_along(dim, keepdim, self.data.argmax)
+
+    def min(self, dim: int | None = None, keepdim: bool = False) -> Any:
+        """min() -> the minimum (ties share the gradient); min(dim) -> (values, indices) like PyTorch."""
+        if dim is None:
+            return self.amin()
+        return self._pick_along(dim, keepdim, self.data.argmin)
+
+    def _pick_along(self, dim: int, keepdim: bool, arg: Any) -> MaxResult:
+        # the gradient flows to the single returned index, as torch.max(x, dim) does
+        dim = dim % max(self.ndim, 1)
+        idx = arg(axis=dim, keepdims=True) if self.ndim else arg()
+        values = self.gather(dim, Tensor(idx, device=self.device, _copy=False)) if self.ndim else self.amax()
+        idx_t = Tensor(idx, device=self.device, _copy=False)
+        if not keepdim and self.ndim:
+            values, idx_t = values.squeeze(dim), idx_t.squeeze(dim)
+        return MaxResult(values, idx_t)
+
+    def argmax(self, dim: int | None = None, keepdim: bool = False) -> "Tensor":
+        out = self.data.argmax() if dim is None else self.data.argmax(axis=dim, keepdims=keepdim)
+        return Tensor(out, device=self.device, _copy=False)
+
+    def argmin(self, dim: int | None = None, keepdim: bool = False) -> "Tensor":
+        out = self.data.argmin() if dim is None else self.data.argmin(axis=dim, keepdims=keepdim)
+        return Tensor(out, device=self.device, _copy=False)
+
+    # ------------------------------------------------------------------ shape
+    def reshape(self, *shape: Any) -> "Tensor":
+        shape = _shape_arg(shape)
+        if shape == self.shape:
+            return self
+        return S.Reshape.apply(self, shape=shape)
+
+    view = reshape
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
+        if self.ndim == 0:
+            return self.reshape(1)
+        s, e = start_dim % self.ndim, end_dim % self.ndim
+        shape = self.shape
+        return self.reshape(shape[:s] + (-1,) + shape[e + 1:])
+
+    def squeeze(self, dim: int | None = None) -> "Tensor":
+        if dim is None:
+            return self.reshape(tuple(n for n in self.shape if n != 1))
+        dim = dim % max(self.ndim, 1)
+        if self.ndim == 0 or self.shape[dim] != 1:
+            return self
+        return self.reshape(self.shape[:dim] + self.shape[dim + 1:])
+
+    def unsqueeze(self, dim: int) -> "Tensor":
+        dim = dim % (self.ndim + 1)
+        return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
+
+    def permute(self, *dims: Any) -> "Tensor":
+        dims = tuple(d % self.ndim for d in _shape_arg(dims))
+        if sorted(dims) != list(range(self.ndim)):
+            raise ValueError(f"permute: {dims} is not a permutation of the {self.ndim} dims of shape {self.shape}")
+        return S.Permute.apply(self, dims=dims)
+
+    def transpose(self, dim0: int, dim1: int) -> "Tensor":
+        dims = list(range(self.ndim))
+        dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
+        return S.Permute.apply(self, dims=tuple(dims))
+
+    def expand(self, *shape: Any) -> "Tensor":
+        shape = _shape_arg(shape)
+        lead = len(shape) - self.ndim
+        shape = tuple(self.shape[i - lead] if n == -1 else n for i, n in enumerate(shape))
+        try:
+            np.broadcast_shapes(self.shape, shape)
+        except ValueError:
+            raise ValueError(f"expand: shape {self.shape} cannot be broadcast to {shape}") from None
+        return S.Expand.apply(self, shape=shape)
+
+    def broadcast_to(self, shape: Sequence[int]) -> "Tensor":
+        return self.expand(*shape)
+
+    def gather(self, dim: int, index: "Tensor") -> "Tensor":
+        """out[i][j] = self[i][index[i][j]] along dim (torch.gather / take_along_dim)."""
+        idx = index.data if isinstance(index, Tensor) else _to_array(index, self.device, None)
+        return S.Gather.apply(self, index=idx, axis=dim % self.ndim)
+
+    def split(self, split_size: Any, dim: int = 0) -> tuple:
+        """Split into pieces of split_size (or of the given sizes) along dim."""
+        n = self.shape[dim]
+        sizes = [split_size] * (n // split_size) + ([n % split_size] if n % split_size else []) \
+            if isinstance(split_size, int) else list(split_size)
+        if sum(sizes) != n:
+            raise ValueError(f"split: sizes {sizes} do not add up to {n} (dim {dim} of shape {self.shape})")
+        out, start = [], 0
+        for size in sizes:
+            index = [slice(None)] * self.ndim
+            index[dim] = slice(start, start + size)
+            out.append(self[tuple(index)])
+            start += size
+        return tuple(out)
+
+    def chunk(self, chunks: int, dim: int = 0) -> tuple:
+        n = self.shape[dim]
+        return self.split(-(-n // chunks), dim)
+
+    def __getitem__(self, index: Any) -> "Tensor":
+        index, advanced = _index_arg(index, self.device)
+        return S.GetItem.apply(self, index=index, advanced=advanced)
+
+    def contiguous(self) -> "Tensor":
+        return self
+
+    # ------------------------------------------------------------------ nn-ish shortcuts
+    def softmax(self, dim: int = -1) -> "Tensor":
+        return F.Softmax.apply(self, axis=dim)
+
+    def log_softmax(self, dim: int = -1) -> "Tensor":
+        return F.LogSoftmax.apply(self, axis=dim)
+
+    def zero_(self) -> "Tensor":
+        self.data[...] = 0
+        return self
+
+
+def _to_device(t: Tensor, dev: Device) -> Tensor:
+    """Copy a tensor to another device (not differentiable across devices)."""
+    if t.requires_grad and t._ctx is not None:
+        raise RuntimeError(f"to({dev}): moving a non-leaf tensor between devices is not differentiable; "
+                           "detach() it first")
+    host = backend.to_numpy(t.data)
+    out = Tensor(backend.from_numpy(dev, host), device=dev, _copy=False)
+    if t.requires_grad:
+        out.requires_grad = True
+    return out
+
+
+def _inplace(t: Tensor, o: Any, name: str) -> Tensor:
+    from minigrad.autograd import is_grad_enabled
+    if t.requires_grad and is_grad_enabled():
+        # PyTorch semantics for `x += y` on a tensor in the graph: rebinding keeps autograd correct
+        return getattr(t, f"__{name}__")(o)
+    other = o.data if isinstance(o, Tensor) else o
+    getattr(t.data, f"__i{name}__")(other)
+    return t
+
+
+def _to_array(data: Any, dev: Device, dtype: Any) -> Any:
+    """Make a backend array on dev; Python floats get the default dtype, arrays keep theirs."""
+    if isinstance(data, Tensor):
+        data = data.data
+    python_value = isinstance(data, (int, float, bool, list, tuple))
+    if dev.type == "cpu":
+        arr = np.asarray(data if python_value or isinstance(data, np.generic) else backend.to_numpy(data))
+    else:
+        arr = dev.xp.asarray(data)
+    if dtype is None and python_value and arr.dtype.kind == "f":
+        dtype = _default_dtype
+    return arr if dtype is None else arr.astype(dtype, copy=False)
+
+
+def _axis(dim: Any, ndim: int) -> Any:
+    if dim is None:
+        return None
+    if isinstance(dim, int):
+        return dim % max(ndim, 1) if ndim else None
+    return tuple(d % ndim for d in dim)
+
+
+def _shape_arg(shape: tuple) -> tuple:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        return tuple(shape[0])
+    return tuple(int(s) for s in shape)
+
+
+def _index_arg(index: Any, dev: Device) -> tuple:
+    """Convert Tensor / list indices to arrays; report whether numpy advanced indexing applies."""
+    items = index if isinstance(index, tuple) else (index,)
+    out, advanced = [], False
+    for it in items:
+        if isinstance(it, Tensor):
+            it = it.data
+            advanced = True
+        elif isinstance(it, list):
+            it = dev.xp.asarray(it)
+            advanced = True
+        elif isinstance(it, np.ndarray) or (dev.type != "cpu" and isinstance(it, dev.xp.ndarray)):
+            advanced = True
+        if advanced and getattr(it, "dtype", None) is not None and it.dtype == np.bool_:
+            raise TypeError("indexing with a boolean mask is not differentiable here; use where()")
+        out.append(it)
+    return (tuple(out) if isinstance(index, tuple) else out[0]), advanced
+
+
+from minigrad import autograd  # noqa: E402  (circular: autograd builds Tensors)
+from minigrad.ops import elementwise as E  # noqa: E402
+from minigrad.ops import fused as F  # noqa: E402
+from minigrad.ops import linalg as L  # noqa: E402
+from minigrad.ops import reduce as R  # noqa: E402
+from minigrad.ops import shape as S  # noqa: E402
