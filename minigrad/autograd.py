@@ -130,11 +130,14 @@ def backward(root: "Tensor", grad: Any = None, retain_graph: bool = False) -> No
                                "pass retain_graph=True to the first backward()")
         ctx.retain_graph = retain_graph  # fused ops may overwrite saved buffers when the graph is freed after
         input_grads = ctx.fn.backward(ctx, g)
+        xp = ctx.xp
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
         for inp, ig in zip(ctx.inputs, input_grads):
             if ig is None or not inp.requires_grad:
                 continue
+            if not isinstance(ig, xp.ndarray):  # 0-d numpy math yields scalars
+                ig = xp.asarray(ig)
             if ig.shape != inp.shape:
                 if ig.ndim < inp.ndim:
                     raise RuntimeError(f"{ctx.fn.__name__}.backward returned a gradient of shape {tuple(ig.shape)} "

@@ -230,8 +230,8 @@ def _erf_numpy(x: np.ndarray) -> np.ndarray:
 
 def to_numpy(array: Any) -> np.ndarray:
     """Copy an array to host memory as a numpy array (the one sanctioned host transfer)."""
-    if isinstance(array, np.ndarray):
-        return array
+    if isinstance(array, (np.ndarray, np.generic)):
+        return np.asarray(array)
     return array.get()
 
 

@@ -1,0 +1,176 @@
+"""Gradient-check specs: every minigrad Function subclass needs at least one Case here.
+
+A Case is a function of a library namespace ``lib`` (minigrad or torch, see
+``minigrad_lib``/``torch_lib``) and input tensors, plus how to draw those inputs.
+The same Case drives the finite-difference check, the float32-vs-float64 check and
+the PyTorch parity check. Inputs are drawn away from kinks (relu at 0, ties in max)
+and from poles (log, sqrt, div near 0); exact tests pin those points separately.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, Callable
+
+import numpy as np
+
+
+@dataclass
+class Case:
+    fn: Callable[..., Any]
+    shapes: list
+    domain: str = "normal"  # normal | positive | away0 | distinct
+    float32: bool = True  # the float32-vs-float64 comparison applies
+    torch: bool = True  # a PyTorch parity check applies
+    note: str = ""
+
+
+def draw(shape: tuple, domain: str, rng: np.random.Generator) -> np.ndarray:
+    """Inputs in a domain where the op is smooth."""
+    if domain == "positive":
+        return rng.uniform(0.5, 2.0, shape)
+    if domain == "away0":
+        return rng.choice([-1.0, 1.0], shape) * rng.uniform(0.2, 2.0, shape)
+    if domain == "distinct":  # no ties anywhere: a shuffled ramp
+        n = int(np.prod(shape)) if shape else 1
+        return rng.permutation(np.linspace(-2.0, 2.0, n)).reshape(shape)
+    return rng.standard_normal(shape)
+
+
+IDX = np.array([[0, 2], [1, 1], [3, 0]])
+IDS = np.array([[1, 4, 4], [0, 2, 1]])
+TARGETS = np.array([1, 0, 3, 3, 2])
+TARGETS_IGN = np.array([1, -100, 3, 0, -100])
+
+
+SPECS: dict[str, list[Case]] = {
+    # ---------------- elementwise
+    "Add": [Case(lambda lib, x, y: x + y, [(3, 4), (3, 4)]),
+            Case(lambda lib, x, y: x + y, [(3, 1), (1, 4)], note="broadcast both"),
+            Case(lambda lib, x, y: x + y, [(2, 3, 4), (4,)], note="broadcast rank")],
+    "Sub": [Case(lambda lib, x, y: x - y, [(3, 4), (4,)]), Case(lambda lib, x: 2.0 - x, [(5,)])],
+    "Mul": [Case(lambda lib, x, y: x * y, [(3, 4), (3, 1)]), Case(lambda lib, x: x * 3.0, [()])],
+    "Div": [Case(lambda lib, x, y: x / y, [(3, 4), (3, 4)], domain="positive"),
+            Case(lambda lib, x: 1.5 / x, [(4,)], domain="positive")],
+    "Neg": [Case(lambda lib, x: -x, [(2, 3)])],
+    "Pow": [Case(lambda lib, x, y: x ** y, [(3, 4), (3, 4)], domain="positive"),
+            Case(lambda lib, x: 2.0 ** x, [(5,)])],
+    "PowScalar": [Case(lambda lib, x: x ** 2, [(3, 4)]), Case(lambda lib, x: x ** 3, [(6,)]),
+                  Case(lambda lib, x: x ** 0.5, [(6,)], domain="positive"),
+                  Case(lambda lib, x: x ** -1.5, [(6,)], domain="positive"),
+                  Case(lambda lib, x: x ** -1, [(6,)], domain="positive")],
+    "Exp": [Case(lambda lib, x: x.exp(), [(3, 4)])],
+    "Log": [Case(lambda lib, x: x.log(), [(3, 4)], domain="positive")],
+    "Sqrt": [Case(lambda lib, x: x.sqrt(), [(3, 4)], domain="positive")],
+    "Tanh": [Case(lambda lib, x: x.tanh(), [(3, 4)])],
+    "Sigmoid": [Case(lambda lib, x: x.sigmoid(), [(3, 4)])],
+    "Relu": [Case(lambda lib, x: x.relu(), [(3, 4)], domain="away0")],
+    "Abs": [Case(lambda lib, x: x.abs(), [(3, 4)], domain="away0")],
+    "Maximum": [Case(lambda lib, x, y: lib.maximum(x, y), [(12,), (12,)], domain="distinct"),
+                Case(lambda lib, x, y: lib.maximum(x, y), [(3, 4), (4,)], domain="distinct")],
+    "Minimum": [Case(lambda lib, x, y: lib.minimum(x, y), [(12,), (12,)], domain="distinct")],
+    "Where": [Case(lambda lib, x, y: lib.where(lib.tensor(np.array([True, False, True, True])), x, y),
+                   [(3, 4), (3, 4)]),
+              Case(lambda lib, x, y: lib.where(x > 0, x, y), [(3, 4), (1, 4)], domain="away0")],
+    "Clip": [Case(lambda lib, x: x.clamp(-0.5, 0.7), [(4, 5)], domain="distinct"),
+             Case(lambda lib, x: x.clamp(min=0.1), [(9,)], domain="distinct")],
+    "Cast": [Case(lambda lib, x: lib.cast(x, "float64") * 2.0, [(3,)], float32=False, torch=False)],
+    # ---------------- reductions
+    "Sum": [Case(lambda lib, x: x.sum(), [(3, 4)]), Case(lambda lib, x: x.sum(dim=1), [(3, 4)]),
+            Case(lambda lib, x: x.sum(dim=(0, 2), keepdim=True), [(2, 3, 4)])],
+    "Mean": [Case(lambda lib, x: x.mean(), [(3, 4)]), Case(lambda lib, x: x.mean(dim=-1, keepdim=True), [(3, 4)])],
+    "Max": [Case(lambda lib, x: x.amax(), [(3, 4)], domain="distinct"),
+            Case(lambda lib, x: x.amax(dim=1), [(3, 4)], domain="distinct"),
+            Case(lambda lib, x: x.amin(dim=(0, 2), keepdim=True), [(2, 3, 4)], domain="distinct"),
+            Case(lambda lib, x: x.max(), [(5,)], domain="distinct"),
+            Case(lambda lib, x: x.min(), [(2, 3)], domain="distinct")],
+    "Var": [Case(lambda lib, x: x.var(), [(3, 4)]), Case(lambda lib, x: x.var(dim=1, keepdim=True), [(3, 4)]),
+            Case(lambda lib, x: x.var(dim=0, correction=0), [(5, 2)]),
+            Case(lambda lib, x: x.std(dim=1), [(3, 4)])],
+    "LogSumExp": [Case(lambda lib, x: x.logsumexp(dim=1), [(3, 4)]),
+                  Case(lambda lib, x: x.logsumexp(dim=(0, 1), keepdim=True), [(2, 3)])],
+    # ---------------- movement
+    "Reshape": [Case(lambda lib, x: x.reshape(4, 3), [(3, 4)]), Case(lambda lib, x: x.view(-1), [(2, 3)]),
+                Case(lambda lib, x: x.unsqueeze(1).squeeze(1).flatten(), [(2, 3)])],
+    "Permute": [Case(lambda lib, x: x.permute(2, 0, 1), [(2, 3, 4)]), Case(lambda lib, x: x.T, [(3, 4)]),
+                Case(lambda lib, x: x.transpose(0, 1), [(3, 4)])],
+    "Expand": [Case(lambda lib, x: x.expand(2, 3, 4), [(3, 1)])],
+    "GetItem": [Case(lambda lib, x: x[1:, ::2], [(3, 4)]), Case(lambda lib, x: x[:, 1], [(3, 4)]),
+                Case(lambda lib, x: x[lib.tensor(np.array([0, 2, 0, 1]))], [(3, 4)], note="repeated rows"),
+                Case(lambda lib, x: x[lib.tensor(np.array([0, 2, 2])), lib.tensor(np.array([1, 3, 3]))], [(3, 4)]),
+                Case(lambda lib, x: x.split(2, dim=1)[1], [(3, 5)]),
+                Case(lambda lib, x: x.chunk(2, dim=0)[0], [(4, 3)])],
+    "Gather": [Case(lambda lib, x: x.gather(1, lib.tensor(IDX)), [(3, 4)]),
+               Case(lambda lib, x: x.max(dim=1)[0], [(3, 4)], domain="distinct"),
+               Case(lambda lib, x: x.min(dim=0, keepdim=True)[0], [(3, 4)], domain="distinct")],
+    "Cat": [Case(lambda lib, x, y: lib.cat([x, y], dim=1), [(2, 3), (2, 2)]),
+            Case(lambda lib, x, y: lib.cat([x, y, x], dim=0), [(1, 3), (2, 3)])],
+    "Stack": [Case(lambda lib, x, y: lib.stack([x, y], dim=1), [(2, 3), (2, 3)])],
+    # ---------------- linear algebra
+    "MatMul": [Case(lambda lib, a, b: a @ b, [(3, 4), (4, 2)]), Case(lambda lib, a, b: a @ b, [(4,), (4, 3)]),
+               Case(lambda lib, a, b: a @ b, [(3, 4), (4,)]), Case(lambda lib, a, b: a @ b, [(4,), (4,)]),
+               Case(lambda lib, a, b: a @ b, [(2, 3, 4), (4, 2)]),
+               Case(lambda lib, a, b: a @ b, [(2, 1, 3, 4), (3, 4, 2)], note="batch broadcast"),
+               Case(lambda lib, a, b: a.T @ b, [(4, 3), (4, 2)], note="transposed view")],
+    # ---------------- fused
+    "Embedding": [Case(lambda lib, w: lib.F.embedding(lib.tensor(IDS), w), [(5, 3)])],
+    "Softmax": [Case(lambda lib, x: lib.F.softmax(x, dim=-1), [(3, 5)]),
+                Case(lambda lib, x: lib.F.softmax(x, dim=0), [(3, 5)])],
+    "LogSoftmax": [Case(lambda lib, x: lib.F.log_softmax(x, dim=-1), [(3, 5)]),
+                   Case(lambda lib, x: lib.F.log_softmax(x, dim=1), [(2, 3, 4)])],
+    "CrossEntropy": [Case(lambda lib, x: lib.F.cross_entropy(x, lib.tensor(TARGETS)), [(5, 4)]),
+                     Case(lambda lib, x: lib.F.cross_entropy(x, lib.tensor(TARGETS_IGN), ignore_index=-100), [(5, 4)]),
+                     Case(lambda lib, x: lib.F.cross_entropy(x, lib.tensor(TARGETS), reduction="sum"), [(5, 4)]),
+                     Case(lambda lib, x: lib.F.cross_entropy(x, lib.tensor(TARGETS_IGN), reduction="none"), [(5, 4)]),
+                     Case(lambda lib, x: lib.F.cross_entropy(x, lib.tensor(TARGETS[:4].reshape(2, 2))), [(2, 4, 2)],
+                          note="(N, C, d) layout")],
+    "LayerNorm": [Case(lambda lib, x, w, b: lib.F.layer_norm(x, (6,), w, b), [(4, 6), (6,), (6,)]),
+                  Case(lambda lib, x: lib.F.layer_norm(x, (6,)), [(2, 3, 6)], note="no affine: sum is constant"),
+                  Case(lambda lib, x, w, b: lib.F.layer_norm(x, (2, 3), w, b), [(2, 2, 3), (2, 3), (2, 3)])],
+    "Gelu": [Case(lambda lib, x: lib.F.gelu(x), [(3, 5)]), Case(lambda lib, x: lib.F.gelu(x, approximate="tanh"), [(3, 5)])],
+    "Dropout": [Case(lambda lib, x: lib.dropout_seeded(x, 0.3), [(4, 5)], float32=False, torch=False)],
+    "ScaledDotProductAttention": [
+        Case(lambda lib, q, k, v: lib.F.scaled_dot_product_attention(q, k, v, is_causal=True), [(1, 2, 3, 2)] * 3),
+        Case(lambda lib, q, k, v: lib.F.scaled_dot_product_attention(q, k, v), [(2, 4, 3), (2, 5, 3), (2, 5, 2)]),
+        Case(lambda lib, q, k, v: lib.F.scaled_dot_product_attention(
+            q, k, v, attn_mask=lib.tensor(np.tril(np.ones((3, 3), dtype=bool)))), [(1, 3, 2)] * 3, note="bool mask"),
+        Case(lambda lib, q, k, v: lib.F.scaled_dot_product_attention(q, k, v, is_causal=True), [(2, 2, 7, 4)] * 3,
+             note="projection check"),
+        Case(lambda lib, q, k, v: lib.sdpa_dropout_seeded(q, k, v, 0.25), [(1, 2, 3, 2)] * 3,
+             float32=False, torch=False)],
+}
+
+
+def minigrad_lib() -> SimpleNamespace:
+    """The namespace the cases call into, for minigrad."""
+    import minigrad as mg
+    from minigrad.nn import functional as F
+
+    def dropout_seeded(x: Any, p: float) -> Any:
+        mg.manual_seed(0)
+        return F.dropout(x, p)
+
+    def sdpa_dropout_seeded(q: Any, k: Any, v: Any, p: float) -> Any:
+        mg.manual_seed(0)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
+
+    return SimpleNamespace(tensor=mg.tensor, cat=mg.cat, stack=mg.stack, where=mg.where, maximum=mg.maximum,
+                           minimum=mg.minimum, F=F, cast=_cast,
+                           dropout_seeded=dropout_seeded, sdpa_dropout_seeded=sdpa_dropout_seeded)
+
+
+def _cast(x: Any, dtype: str) -> Any:
+    from minigrad.ops.elementwise import Cast
+    return Cast.apply(x, dtype=np.dtype(dtype))
+
+
+def torch_lib() -> SimpleNamespace:
+    """The same namespace for PyTorch."""
+    import torch
+    import torch.nn.functional as F
+    return SimpleNamespace(tensor=lambda a: torch.tensor(a), cat=torch.cat, stack=torch.stack, where=torch.where,
+                           maximum=torch.maximum, minimum=torch.minimum, F=F)
+
+
+def all_cases() -> list[tuple[str, int, Case]]:
+    return [(name, i, case) for name, cases in SPECS.items() for i, case in enumerate(cases)]

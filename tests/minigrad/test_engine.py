@@ -1,0 +1,242 @@
+"""The autograd engine's contract: accumulation, graph freeing, no_grad, errors, edge cases."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+
+
+def leaf(values, dtype="float64"):
+    return mg.tensor(values, dtype=dtype, requires_grad=True)
+
+
+def test_reused_node_gets_all_paths():
+    a = leaf(3.0)
+    b = a + a
+    c = b + b
+    c.backward()
+    assert a.grad.item() == 4.0
+
+
+def test_shared_subexpression_in_a_diamond():
+    x = leaf([1.0, 2.0])
+    y = x * x  # used twice below
+    z = (y * 3.0 + y.exp()).sum()
+    z.backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * np.array([1.0, 2.0]) * (3 + np.exp([1.0, 4.0])))
+
+
+def test_grad_accumulates_across_backward_calls_and_zero_resets():
+    x = leaf([1.0, -2.0])
+    (x * x).sum().backward()
+    (x * x).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [4.0, -8.0])
+    x.grad = None
+    (x * 3.0).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [3.0, 3.0])
+
+
+def test_first_grad_is_not_an_alias_of_the_upstream_gradient():
+    x = leaf([1.0, 2.0])
+    g = mg.tensor([1.0, 1.0], dtype="float64")
+    (x + 0.0).backward(g)
+    (x + 0.0).backward(g)
+    np.testing.assert_allclose(g.numpy(), [1.0, 1.0])  # accumulation did not write into g
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, 2.0])
+
+
+def test_second_backward_without_retain_graph_raises():
+    x = leaf([1.0, 2.0])
+    y = (x.exp() * 2.0).sum()
+    y.backward()
+    with pytest.raises(RuntimeError, match="second time.*retain_graph=True"):
+        y.backward()
+
+
+def test_retain_graph_allows_a_second_backward():
+    x = leaf([1.0, 2.0])
+    y = (x.exp() * 2.0).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    np.testing.assert_allclose(x.grad.numpy(), 4 * np.exp([1.0, 2.0]))
+
+
+def test_graph_is_freed_after_backward():
+    x = leaf(np.ones(4))
+    h = x * 2.0
+    y = h.sum()
+    y.backward()
+    assert h._ctx.freed and not hasattr(h._ctx, "x") and not hasattr(h._ctx, "inputs")
+
+
+def test_no_grad_builds_no_graph_and_works_as_decorator():
+    x = leaf([1.0])
+    with mg.no_grad():
+        y = x * 2.0
+    assert not y.requires_grad and y.grad_fn is None
+
+    @mg.no_grad()
+    def f(t):
+        return t * 3.0
+
+    assert f(x).grad_fn is None
+    assert (x * 2.0).grad_fn is not None  # restored afterwards
+    with mg.no_grad():
+        with mg.enable_grad():
+            assert (x * 2.0).requires_grad
+
+
+def test_detach_cuts_the_graph():
+    x = leaf([2.0])
+    y = (x * x).detach() * x
+    y.backward(mg.tensor([1.0], dtype="float64"))
+    assert x.grad.item() == 4.0  # only the non-detached path
+
+
+def test_deep_chain_does_not_hit_the_recursion_limit():
+    x = leaf(1.0)
+    y = x
+    for _ in range(100_000):
+        y = y * 1.0
+    assert 100_000 > sys.getrecursionlimit()
+    y.backward()
+    assert x.grad.item() == 1.0
+
+
+def test_non_scalar_backward_needs_a_grad():
+    x = leaf([1.0, 2.0])
+    with pytest.raises(RuntimeError, match="only for scalar outputs"):
+        (x * 2.0).backward()
+
+
+def test_backward_on_tensor_that_does_not_require_grad_says_so():
+    x = mg.tensor([1.0, 2.0])
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        (x * 2.0).sum().backward()
+
+
+def test_matmul_shape_error_names_both_shapes():
+    a, b = mg.randn(3, 4), mg.randn(5, 2)
+    with pytest.raises(RuntimeError, match=r"\(3, 4\) and \(5, 2\)"):
+        a @ b
+
+
+def test_mixing_float_dtypes_names_both():
+    with pytest.raises(TypeError, match="float32 vs float64"):
+        mg.randn(2) + mg.randn(2, dtype="float64")
+
+
+def test_mixing_devices_names_both():
+    from minigrad.backend import Device, register_device
+    other = register_device(Device("cuda", 7, np))  # a numpy-backed stand-in device
+    a = mg.randn(2)
+    b = mg.Tensor(np.ones(2, dtype=np.float32), device=other)
+    with pytest.raises(RuntimeError, match=r"cpu and cuda:7"):
+        a + b
+
+
+def test_integer_tensors_cannot_require_grad():
+    with pytest.raises(RuntimeError, match="floating point"):
+        mg.tensor([1, 2], requires_grad=True)
+
+
+def test_repr_shows_the_op_that_made_it():
+    x = leaf([1.0, 2.0])
+    assert "grad_fn=<MatMul>" in repr(x @ x)
+    assert "requires_grad=True" in repr(x)
+
+
+def test_python_scalars_and_numpy_arrays_on_either_side():
+    x = leaf([1.0, 2.0], dtype="float32")
+    y = 2.0 * x + np.array([1.0, 1.0]) - 1 / (x + 1)
+    assert y.dtype == np.float32  # scalars and arrays take the tensor's dtype
+    z = np.array([3.0, 4.0]) * x
+    assert isinstance(z, mg.Tensor)
+    z.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [3.0, 4.0])
+
+
+def test_comparisons_return_bool_tensors_without_grad():
+    x = leaf([1.0, -2.0])
+    m = x > 0
+    assert m.dtype == np.bool_ and not m.requires_grad
+    assert m.tolist() == [True, False]
+
+
+# ---------------------------------------------------------------- exact tests at kinks and ties
+
+def test_relu_gradient_at_zero_is_zero():
+    x = leaf([-1.0, 0.0, 1.0])
+    x.relu().sum().backward()
+    assert x.grad.tolist() == [0.0, 0.0, 1.0]
+
+
+def test_abs_gradient_at_zero_is_zero():
+    x = leaf([-1.0, 0.0, 2.0])
+    x.abs().sum().backward()
+    assert x.grad.tolist() == [-1.0, 0.0, 1.0]
+
+
+def test_max_ties_split_the_gradient_evenly_like_torch_amax():
+    x = leaf([1.0, 3.0, 3.0, 2.0])
+    x.max().backward()
+    assert x.grad.tolist() == [0.0, 0.5, 0.5, 0.0]
+    y = leaf([[5.0, 5.0, 5.0], [1.0, 2.0, 2.0]])
+    y.amax(dim=1).sum().backward()
+    np.testing.assert_allclose(y.grad.numpy(), [[1 / 3] * 3, [0.0, 0.5, 0.5]])
+
+
+def test_max_along_dim_routes_to_the_returned_index_like_torch():
+    x = leaf([[2.0, 7.0, 7.0], [4.0, 1.0, 4.0]])
+    values, indices = x.max(dim=1)
+    assert indices.tolist() == [1, 0] and values.tolist() == [7.0, 4.0]
+    values.sum().backward()
+    assert x.grad.tolist() == [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]
+
+
+def test_min_ties_split_evenly():
+    x = leaf([1.0, 1.0, 2.0])
+    x.min().backward()
+    assert x.grad.tolist() == [0.5, 0.5, 0.0]
+
+
+def test_maximum_ties_give_half_to_each_side():
+    a, b = leaf([1.0, 2.0, 3.0]), leaf([1.0, 5.0, 0.0])
+    a.maximum(b).sum().backward()
+    assert a.grad.tolist() == [0.5, 0.0, 1.0] and b.grad.tolist() == [0.5, 1.0, 0.0]
+
+
+def test_clamp_gradient_includes_the_bounds():
+    x = leaf([-2.0, -1.0, 0.0, 1.0, 2.0])
+    x.clamp(-1.0, 1.0).sum().backward()
+    assert x.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]
+
+
+def test_division_by_zero_propagates_inf_and_nan_like_numpy():
+    x = leaf([1.0, 0.0, -1.0])
+    y = leaf([0.0, 0.0, 0.0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = x / y
+        expected = np.array([1.0, 0.0, -1.0]) / np.zeros(3)
+        np.testing.assert_array_equal(out.numpy(), expected)
+        out.backward(mg.tensor([1.0, 1.0, 1.0], dtype="float64"))
+    assert np.isinf(x.grad.numpy()).all()
+    assert np.isnan(y.grad.numpy()[1]) and np.isinf(y.grad.numpy()[0])
+
+
+def test_log_of_zero_is_minus_inf_with_inf_gradient():
+    x = leaf([0.0])
+    with np.errstate(divide="ignore"):
+        y = x.log()
+        y.backward(mg.tensor([1.0], dtype="float64"))
+    assert y.item() == -np.inf and x.grad.item() == np.inf
+
+
+def test_manual_seed_makes_draws_reproducible():
+    mg.manual_seed(123)
+    a = mg.randn(5).numpy().copy()
+    mg.manual_seed(123)
+    np.testing.assert_array_equal(a, mg.randn(5).numpy())

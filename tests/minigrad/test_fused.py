@@ -1,0 +1,147 @@
+"""Each fused op equals the same function composed from primitive ops, values and gradients."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+from minigrad.nn import functional as F
+
+
+def leaves(*shapes, seed=0, dtype="float64"):
+    rng = np.random.default_rng(seed)
+    return [mg.tensor(rng.standard_normal(s), dtype=dtype, requires_grad=True) for s in shapes]
+
+
+def assert_same(fused, composed, inputs_a, inputs_b, seed=1):
+    out_a, out_b = fused(*inputs_a), composed(*inputs_b)
+    np.testing.assert_allclose(out_a.numpy(), out_b.numpy(), rtol=1e-10, atol=1e-12)
+    g = np.random.default_rng(seed).standard_normal(out_a.shape)
+    out_a.backward(mg.tensor(g, dtype="float64"))
+    out_b.backward(mg.tensor(g, dtype="float64"))
+    assert out_a.grad_fn is not out_b.grad_fn
+    for a, b in zip(inputs_a, inputs_b):
+        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-9, atol=1e-11)
+
+
+def twice(*shapes, seed=0):
+    return leaves(*shapes, seed=seed), leaves(*shapes, seed=seed)
+
+
+def test_softmax_equals_composed():
+    a, b = twice((4, 7))
+    assert_same(lambda x: F.softmax(x, -1),
+                lambda x: (x - x.amax(-1, keepdim=True)).exp() / (x - x.amax(-1, keepdim=True)).exp().sum(-1, keepdim=True),
+                a, b)
+
+
+def test_log_softmax_equals_composed():
+    a, b = twice((4, 7))
+    assert_same(lambda x: F.log_softmax(x, -1), lambda x: x - x.logsumexp(-1, keepdim=True), a, b)
+
+
+def test_cross_entropy_equals_composed_with_ignore_index():
+    targets = np.array([3, -100, 0, 6, 6])
+    a, b = twice((5, 7))
+    valid = targets != -100
+
+    def composed(x):
+        logp = x - x.logsumexp(-1, keepdim=True)
+        picked = logp[mg.tensor(np.arange(5)), mg.tensor(np.where(valid, targets, 0))]
+        return -(picked * mg.tensor(valid.astype(np.float64), dtype="float64")).sum() / float(valid.sum())
+
+    assert_same(lambda x: F.cross_entropy(x, mg.tensor(targets)), composed, a, b)
+
+
+def test_layer_norm_equals_composed():
+    a, b = twice((3, 5, 8), (8,), (8,))
+
+    def composed(x, w, bias):
+        mu = x.mean(-1, keepdim=True)
+        var = ((x - mu) * (x - mu)).mean(-1, keepdim=True)
+        return (x - mu) / (var + 1e-5).sqrt() * w + bias
+
+    assert_same(lambda x, w, bias: F.layer_norm(x, 8, w, bias), composed, a, b)
+
+
+def test_gelu_tanh_equals_composed():
+    a, b = twice((4, 9))
+    c = math.sqrt(2 / math.pi)
+    assert_same(lambda x: F.gelu(x, approximate="tanh"),
+                lambda x: 0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh()), a, b)
+
+
+def test_gelu_exact_matches_math_erf():
+    xs = np.linspace(-6, 6, 101)
+    out = F.gelu(mg.tensor(xs, dtype="float64")).numpy()
+    expected = np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in xs])
+    np.testing.assert_allclose(out, expected, rtol=1e-13, atol=1e-15)
+
+
+def test_backend_erf_accuracy():
+    from minigrad.backend import erf
+    xs = np.concatenate([np.linspace(-7, 7, 20001), [0.0, 0.5, -0.5, 4.0, -4.0, 1e-8]])
+    ref = np.array([math.erf(v) for v in xs])
+    assert np.abs(erf(xs) - ref).max() < 1e-12
+    assert np.abs(erf(xs.astype(np.float32)).astype(np.float64) - ref).max() < 5e-7
+
+
+def test_embedding_equals_indexing_and_accumulates_repeats():
+    ids = mg.tensor(np.array([[2, 2, 0], [4, 2, 1]]))
+    a, b = twice((6, 3))
+    assert_same(lambda w: F.embedding(ids, w), lambda w: w[ids], a, b)
+    w = leaves((6, 3))[0]
+    F.embedding(ids, w).sum().backward()
+    assert w.grad.numpy()[2].tolist() == [3.0, 3.0, 3.0] and w.grad.numpy()[5].tolist() == [0.0] * 3
+
+
+def test_attention_equals_composed_causal():
+    a, b = twice((2, 3, 6, 4), (2, 3, 6, 4), (2, 3, 6, 4))
+    mask = np.triu(np.ones((6, 6), dtype=bool), k=1)
+
+    def composed(q, k, v):
+        s = (q @ k.transpose(-2, -1)) * (1 / math.sqrt(4))
+        s = mg.where(mg.tensor(mask), mg.tensor(-np.inf, dtype="float64"), s)
+        return F.softmax(s, -1) @ v
+
+    assert_same(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True), composed, a, b)
+
+
+def test_attention_causal_mask_aligns_at_the_end_for_cached_queries():
+    q, k, v = leaves((1, 1, 2, 4), (1, 1, 5, 4), (1, 1, 5, 4))
+    full_q = mg.tensor(np.concatenate([np.zeros((1, 1, 3, 4)), q.numpy()], axis=2), dtype="float64")
+    last = F.scaled_dot_product_attention(full_q, k, v, is_causal=True).numpy()[:, :, 3:]
+    np.testing.assert_allclose(F.scaled_dot_product_attention(q, k, v, is_causal=True).numpy(), last, rtol=1e-12)
+
+
+def test_dropout_is_reproducible_scaled_and_off_in_eval():
+    x = mg.ones(1000, dtype="float64")
+    mg.manual_seed(0)
+    a = F.dropout(x, 0.25).numpy()
+    mg.manual_seed(0)
+    b = F.dropout(x, 0.25).numpy()
+    np.testing.assert_array_equal(a, b)
+    assert set(np.unique(a).tolist()) == {0.0, 1 / 0.75}
+    assert 0.18 < (a == 0).mean() < 0.32
+    assert F.dropout(x, 0.25, training=False) is x
+
+
+def test_cross_entropy_rejects_out_of_range_targets():
+    x = mg.randn(3, 4)
+    with pytest.raises(IndexError, match=r"target ids \[4\] out of range for 4 classes"):
+        F.cross_entropy(x, mg.tensor(np.array([0, 4, 1])))
+
+
+def test_cross_entropy_float32_on_large_logits_is_stable():
+    x = mg.tensor(np.array([[1000.0, 0.0, -1000.0]]), dtype="float32", requires_grad=True)
+    loss = F.cross_entropy(x, mg.tensor(np.array([0])))
+    loss.backward()
+    assert loss.item() == 0.0 and np.isfinite(x.grad.numpy()).all()
+
+
+def test_embedding_rejects_out_of_range_ids():
+    w = mg.randn(5, 2)
+    with pytest.raises(IndexError, match=r"\[0, 5\)"):
+        F.embedding(mg.tensor(np.array([0, 5])), w)
