@@ -8,3 +8,4 @@ from minigrad.creation import (arange, cat, full, maximum, minimum, ones, ones_l
 from minigrad.gradcheck import GradcheckError, gradcheck  # noqa: F401
 
 __version__ = "0.1.0"
+from minigrad import nn  # noqa: E402,F401
