@@ -10,8 +10,9 @@ from minigrad.tensor import Tensor, _to_array
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """y = x W^T + b with W of shape (out, in), as torch.nn.functional.linear."""
-    y = x @ weight.T
-    return y if bias is None else y + bias
+    if bias is None:
+        return F.Linear.apply(x, weight)
+    return F.Linear.apply(x, weight, bias)
 
 
 def relu(x: Tensor) -> Tensor:
@@ -136,3 +137,11 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Any
         mask = attn_mask.data if isinstance(attn_mask, Tensor) else _to_array(attn_mask, q.device, None)
     return A.ScaledDotProductAttention.apply(q, k, v, is_causal=is_causal, attn_mask=mask, dropout_p=dropout_p,
                                              scale=scale)
+
+
+def packed_self_attention(qkv: Tensor, n_heads: int, is_causal: bool = True, dropout_p: float = 0.0) -> Tensor:
+    """Multi-head self-attention from packed (B, T, 3C) q|k|v to (B, T, C) (heads concatenated)."""
+    if qkv.ndim != 3 or qkv.shape[-1] % (3 * n_heads):
+        raise ValueError(f"packed_self_attention: qkv of shape {qkv.shape} is not (B, T, 3*C) with C divisible "
+                         f"by n_heads={n_heads}")
+    return A.PackedSelfAttention.apply(qkv, n_heads=n_heads, is_causal=is_causal, dropout_p=dropout_p)

@@ -13,6 +13,32 @@ from minigrad import backend
 from minigrad.autograd import Context, Function
 
 
+class Linear(Function):
+    """y = x W^T + b for x (..., in), W (out, in), b (out,) or None: one GEMM each way."""
+
+    @staticmethod
+    def forward(ctx: Context, x: Any, weight: Any, bias: Any = None) -> Any:
+        if x.shape[-1] != weight.shape[1]:
+            raise RuntimeError(f"linear: input of shape {tuple(x.shape)} does not match weight of shape "
+                               f"{tuple(weight.shape)} (in_features {weight.shape[1]})")
+        ctx.x, ctx.weight = x, weight
+        y = x @ weight.T
+        if bias is not None:
+            y += bias
+        return y
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple:
+        # dx = g W,  dW = g^T x (summed over all leading dims in one GEMM),  db = sum g
+        x, w = ctx.x, ctx.weight
+        need_x, need_w = ctx.needs_input_grad[:2]
+        g2 = g.reshape(-1, g.shape[-1])
+        dx = g @ w if need_x else None
+        dw = g2.T @ x.reshape(-1, x.shape[-1]) if need_w else None
+        db = g2.sum(axis=0) if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2] else None
+        return dx, dw, db
+
+
 class Embedding(Function):
     """out[...] = weight[ids[...]]; ids is an integer array attribute."""
 

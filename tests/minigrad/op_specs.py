@@ -113,6 +113,11 @@ SPECS: dict[str, list[Case]] = {
                Case(lambda lib, a, b: a @ b, [(2, 1, 3, 4), (3, 4, 2)], note="batch broadcast"),
                Case(lambda lib, a, b: a.T @ b, [(4, 3), (4, 2)], note="transposed view")],
     # ---------------- fused
+    "Linear": [Case(lambda lib, x, w, b: lib.F.linear(x, w, b), [(2, 3, 4), (5, 4), (5,)]),
+               Case(lambda lib, x, w: lib.F.linear(x, w), [(3, 4), (2, 4)])],
+    "PackedSelfAttention": [Case(lambda lib, qkv: lib.packed_attention(qkv, 2), [(2, 3, 12)], torch=False),
+                            Case(lambda lib, qkv: lib.packed_attention(qkv, 3), [(2, 5, 18)], torch=False,
+                                 note="projection check")],
     "Embedding": [Case(lambda lib, w: lib.F.embedding(lib.tensor(IDS), w), [(5, 3)])],
     "Softmax": [Case(lambda lib, x: lib.F.softmax(x, dim=-1), [(3, 5)]),
                 Case(lambda lib, x: lib.F.softmax(x, dim=0), [(3, 5)])],
@@ -154,7 +159,7 @@ def minigrad_lib() -> SimpleNamespace:
         mg.manual_seed(0)
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
 
-    return SimpleNamespace(tensor=mg.tensor, cat=mg.cat, stack=mg.stack, where=mg.where, maximum=mg.maximum,
+    return SimpleNamespace(packed_attention=F.packed_self_attention, tensor=mg.tensor, cat=mg.cat, stack=mg.stack, where=mg.where, maximum=mg.maximum,
                            minimum=mg.minimum, F=F, cast=_cast,
                            dropout_seeded=dropout_seeded, sdpa_dropout_seeded=sdpa_dropout_seeded)
 

@@ -145,3 +145,20 @@ def test_embedding_rejects_out_of_range_ids():
     w = mg.randn(5, 2)
     with pytest.raises(IndexError, match=r"\[0, 5\)"):
         F.embedding(mg.tensor(np.array([0, 5])), w)
+
+
+def test_packed_self_attention_equals_split_heads_and_sdpa():
+    a, b = twice((2, 5, 12))
+
+    def composed(qkv):
+        q, k, v = qkv.split(4, dim=-1)
+        heads = [t.reshape(2, 5, 2, 2).transpose(1, 2) for t in (q, k, v)]
+        y = F.scaled_dot_product_attention(*heads, is_causal=True)
+        return y.transpose(1, 2).reshape(2, 5, 4)
+
+    assert_same(lambda qkv: F.packed_self_attention(qkv, 2), composed, a, b)
+
+
+def test_linear_equals_matmul_plus_bias():
+    a, b = twice((2, 3, 4), (5, 4), (5,))
+    assert_same(lambda x, w, bias: F.linear(x, w, bias), lambda x, w, bias: x @ w.T + bias, a, b)
