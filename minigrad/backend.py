@@ -171,11 +171,43 @@ _ERF_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 
 
 def erf(x: Any) -> Any:
-    """Vectorised error function accurate to ~1e-15 (numpy has none; cupy uses cupyx)."""
+    """Vectorised error function: ~2e-16 in float64, ~5e-7 in float32 (numpy has none; cupy uses cupyx)."""
     if not isinstance(x, np.ndarray):
         import cupyx.scipy.special
         return cupyx.scipy.special.erf(x)
+    if x.dtype == np.float32:
+        return _erf_float32(x)
     return _erf_numpy(x)
+
+
+# Eigen's float32 erf: x * P(x^2) / Q(x^2) on [-4, 4] (erf is +-1 in float32 beyond)
+_ERF32_P = tuple(np.float32(c) for c in (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06,
+                                         -5.69250639462346e-05, -7.34990630326855e-04, -2.95459980854025e-03,
+                                         -1.60960333262415e-02))
+_ERF32_Q = tuple(np.float32(c) for c in (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03,
+                                         -7.37332916720468e-03, -1.42647390514189e-02))
+CHUNK = 1 << 16  # elements per block in chained elementwise math: the temporaries stay in L2 cache
+
+
+def _erf_float32(x: np.ndarray) -> np.ndarray:
+    out = np.empty_like(x)
+    src, dst = x.reshape(-1), out.reshape(-1)
+    for s in range(0, src.size, CHUNK):
+        v = np.clip(src[s:s + CHUNK], -4.0, 4.0)
+        x2 = v * v
+        p = x2 * _ERF32_P[0]  # Horner: ((P0 x2 + P1) x2 + P2) ...
+        p += _ERF32_P[1]
+        for c in _ERF32_P[2:]:
+            p *= x2
+            p += c
+        p *= v
+        q = x2 * _ERF32_Q[0]
+        q += _ERF32_Q[1]
+        for c in _ERF32_Q[2:]:
+            q *= x2
+            q += c
+        np.divide(p, q, out=dst[s:s + CHUNK])
+    return out
 
 
 def _erf_numpy(x: np.ndarray) -> np.ndarray:

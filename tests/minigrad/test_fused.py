@@ -85,7 +85,7 @@ def test_backend_erf_accuracy():
     xs = np.concatenate([np.linspace(-7, 7, 20001), [0.0, 0.5, -0.5, 4.0, -4.0, 1e-8]])
     ref = np.array([math.erf(v) for v in xs])
     assert np.abs(erf(xs) - ref).max() < 1e-12
-    assert np.abs(erf(xs.astype(np.float32)).astype(np.float64) - ref).max() < 5e-7
+    assert np.abs(erf(xs.astype(np.float32)).astype(np.float64) - ref).max() < 1e-6
 
 
 def test_embedding_equals_indexing_and_accumulates_repeats():

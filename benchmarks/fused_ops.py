@@ -1,0 +1,120 @@
+"""Forward+backward time of each fused op at the tutorial's sizes, and its error against PyTorch.
+
+python benchmarks/fused_ops.py [--repeats 20]
+
+Sizes: B=32, T=128, C=128, H=4, vocab 8000, MLP 512, float32. Times are medians of
+interleaved runs (minigrad, torch, minigrad, ...) in one process; the error is the max
+absolute difference of outputs and input gradients against torch on identical inputs.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+import minigrad as mg
+from minigrad.nn import functional as F
+
+B, T, C, H, V, FF = 32, 128, 128, 4, 8000, 512
+
+
+def cases(rng: np.random.Generator) -> list:
+    """(name, input arrays, minigrad fn, torch fn): fns take tensors of their library."""
+    ids = rng.integers(0, V, (B, T))
+    tgt = rng.integers(0, V, (B * T,))
+    x = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    return [
+        ("linear 4096x128->512", [x(B, T, C), x(FF, C) * 0.1, x(FF)],
+         lambda a, w, b: F.linear(a, w, b), lambda tf, a, w, b: tf.linear(a, w, b)),
+        ("embedding 8000x128", [x(V, C)],
+         lambda w: F.embedding(mg.tensor(ids), w), lambda tf, w: tf.embedding(_t(ids), w)),
+        ("layer_norm (32,128,128)", [x(B, T, C), x(C), x(C)],
+         lambda a, w, b: F.layer_norm(a, C, w, b), lambda tf, a, w, b: tf.layer_norm(a, (C,), w, b)),
+        ("gelu exact (32,128,512)", [x(B, T, FF)], lambda a: F.gelu(a), lambda tf, a: tf.gelu(a)),
+        ("gelu tanh (32,128,512)", [x(B, T, FF)], lambda a: F.gelu(a, approximate="tanh"),
+         lambda tf, a: tf.gelu(a, approximate="tanh")),
+        ("softmax (32,4,128,128)", [x(B, H, T, T)], lambda a: F.softmax(a, -1), lambda tf, a: tf.softmax(a, -1)),
+        ("log_softmax (4096,8000)", [x(B * T, V)], lambda a: F.log_softmax(a, -1),
+         lambda tf, a: tf.log_softmax(a, -1)),
+        ("cross_entropy (4096,8000)", [x(B * T, V)], lambda a: F.cross_entropy(a, mg.tensor(tgt)),
+         lambda tf, a: tf.cross_entropy(a, _t(tgt))),
+        ("sdpa causal (32,4,128,32)", [x(B, H, T, C // H)] * 3,
+         lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+         lambda tf, q, k, v: tf.scaled_dot_product_attention(q, k, v, is_causal=True)),
+        ("packed attention (32,128,384)", [x(B, T, 3 * C)],
+         lambda qkv: F.packed_self_attention(qkv, H), _torch_packed),
+        ("dropout p=0.1 (32,128,512)", [x(B, T, FF)], lambda a: F.dropout(a, 0.1), None),
+    ]
+
+
+def _t(a: np.ndarray):  # torch tensor from numpy, imported lazily
+    import torch
+    return torch.from_numpy(a)
+
+
+def _torch_packed(tf, qkv):
+    q, k, v = qkv.split(C, dim=-1)
+    heads = [t.reshape(B, T, H, C // H).transpose(1, 2) for t in (q, k, v)]
+    return tf.scaled_dot_product_attention(*heads, is_causal=True).transpose(1, 2).reshape(B, T, C)
+
+
+def run_minigrad(fn, arrays, g):
+    ins = [mg.tensor(a, requires_grad=True) for a in arrays]
+    t0 = time.perf_counter()
+    out = fn(*ins)
+    out.backward(mg.tensor(g))
+    dt = time.perf_counter() - t0
+    return dt, out.numpy(), [t.grad.numpy() for t in ins]
+
+
+def run_torch(fn, arrays, g):
+    import torch
+    import torch.nn.functional as tf
+    ins = [torch.tensor(a, requires_grad=True) for a in arrays]
+    t0 = time.perf_counter()
+    out = fn(tf, *ins)
+    out.backward(torch.from_numpy(g))
+    dt = time.perf_counter() - t0
+    return dt, out.detach().numpy(), [t.grad.numpy() for t in ins]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=20)
+    args = ap.parse_args()
+    try:
+        import torch
+        torch.set_num_threads(2)
+    except ImportError:
+        torch = None
+    rng = np.random.default_rng(0)
+    print(f"{'op (fwd+bwd)':32s} {'minigrad ms':>12s} {'torch ms':>10s} {'ratio':>7s} {'max abs err':>12s}")
+    total_mg = total_t = 0.0
+    for name, arrays, fn_mg, fn_t in cases(rng):
+        probe = fn_mg(*[mg.tensor(a) for a in arrays])
+        g = rng.standard_normal(probe.shape).astype(np.float32)
+        mg_times, t_times, err = [], [], float("nan")
+        for i in range(args.repeats + 2):  # 2 warm-up rounds, interleaved A/B
+            mg.manual_seed(0)
+            dt, out, grads = run_minigrad(fn_mg, arrays, g)
+            if i >= 2:
+                mg_times.append(dt)
+            if torch is not None and fn_t is not None:
+                dt_t, out_t, grads_t = run_torch(fn_t, arrays, g)
+                if i >= 2:
+                    t_times.append(dt_t)
+                if i == 0:
+                    err = max(float(np.abs(a - b).max()) for a, b in zip([out] + grads, [out_t] + grads_t))
+        m = statistics.median(mg_times) * 1e3
+        t = statistics.median(t_times) * 1e3 if t_times else float("nan")
+        if t_times:
+            total_mg, total_t = total_mg + m, total_t + t
+        print(f"{name:32s} {m:12.2f} {t:10.2f} {m / t if t_times else float('nan'):7.2f} {err:12.2e}")
+    print(f"summary: fused ops fwd+bwd total {total_mg:.1f} ms minigrad vs {total_t:.1f} ms torch "
+          f"(ops with a torch reference; ratio {total_mg / total_t if total_t else float('nan'):.2f}, lower is better)")
+
+
+if __name__ == "__main__":
+    main()
