@@ -14,15 +14,28 @@ import numpy as np
 
 
 class Device:
-    """A place where arrays live: its name, index and array module (``xp``)."""
+    """A place where arrays live: its name, index, array module (``xp``) and the hooks that differ.
 
-    __slots__ = ("type", "index", "xp", "rng")
+    The hooks are the only code that is not written once for both libraries:
+    erf(x), scatter_add(target, indices, values), to_host(array), from_host(numpy_array),
+    default_rng(seed) and synchronize().
+    """
 
-    def __init__(self, type: str, index: int, xp: Any) -> None:
+    __slots__ = ("type", "index", "xp", "rng", "erf", "scatter_add", "to_host", "from_host", "default_rng",
+                 "synchronize")
+
+    def __init__(self, type: str, index: int, xp: Any, *, erf: Any = None, scatter_add: Any = None,
+                 to_host: Any = None, from_host: Any = None, default_rng: Any = None, synchronize: Any = None) -> None:
         self.type = type
         self.index = index
         self.xp = xp
         self.rng = None  # set by manual_seed / seed_device
+        self.erf = erf or _erf_cpu
+        self.scatter_add = scatter_add or _scatter_add_cpu
+        self.to_host = to_host or (lambda a: np.asarray(a))
+        self.from_host = from_host or (lambda a: a)
+        self.default_rng = default_rng or np.random.default_rng
+        self.synchronize = synchronize or (lambda: None)
 
     def __repr__(self) -> str:
         return f"device(type='{self.type}', index={self.index})" if self.type == "cuda" else "device(type='cpu')"
@@ -37,11 +50,6 @@ class Device:
 
     def __hash__(self) -> int:
         return hash((self.type, self.index))
-
-    def synchronize(self) -> None:
-        """Wait for queued device work (a no-op on the CPU)."""
-        if self.type == "cuda":
-            self.xp.cuda.Device(self.index).synchronize()
 
 
 _DEVICES: dict[tuple[str, int], Device] = {}
@@ -88,10 +96,23 @@ def device(spec: "str | Device | None" = None) -> Device:
             cupy = _load_cupy()
             if index >= cupy.cuda.runtime.getDeviceCount():
                 raise CudaUnavailableError(f"device {spec!r}: only {cupy.cuda.runtime.getDeviceCount()} GPU(s) found")
-            dev = Device("cuda", index, cupy)
+            dev = _cupy_device(cupy, index)
         seed_device(dev, _SEED)
         _DEVICES[key] = dev
     return dev
+
+
+def _cupy_device(cupy: Any, index: int) -> Device:
+    """A CUDA device: cupy plus the few cupy-specific calls."""
+    import cupyx
+    import cupyx.scipy.special
+
+    def synchronize() -> None:
+        cupy.cuda.Device(index).synchronize()
+
+    return Device("cuda", index, cupy, erf=cupyx.scipy.special.erf, scatter_add=cupyx.scatter_add,
+                  to_host=lambda a: a.get(), from_host=cupy.asarray, default_rng=cupy.random.default_rng,
+                  synchronize=synchronize)
 
 
 def register_device(dev: Device) -> Device:
@@ -115,10 +136,7 @@ def device_of(array: Any) -> Device:
 
 def seed_device(dev: Device, seed: int | None) -> None:
     """(Re)create a device's random generator from a seed (None: fresh entropy)."""
-    if dev.type == "cpu":
-        dev.rng = np.random.default_rng(seed)
-    else:
-        dev.rng = dev.xp.random.default_rng(seed)
+    dev.rng = dev.default_rng(seed)
 
 
 def manual_seed(seed: int) -> None:
@@ -140,30 +158,27 @@ def rand(dev: Device, shape: tuple[int, ...], dtype: Any) -> Any:
 
 
 def randint(dev: Device, low: int, high: int, shape: tuple[int, ...]) -> Any:
-    """Uniform integers in [low, high) as int64 (cupy's Generator has no .integers)."""
-    if dev.type == "cpu":
-        return dev.rng.integers(low, high, size=shape, dtype=np.int64)
-    u = dev.rng.random(shape, dtype=dev.xp.float64)
-    return (low + dev.xp.floor(u * (high - low))).astype(dev.xp.int64)
+    """Uniform integers in [low, high) as int64."""
+    return dev.rng.integers(low, high, size=shape, dtype=np.int64)
 
 
 # ---------------------------------------------------------------- differing kernels
 
 def scatter_add(target: Any, indices: Any, values: Any) -> None:
     """target[indices] += values, accumulating repeated indices (embedding backward)."""
-    if isinstance(target, np.ndarray):
-        if isinstance(indices, np.ndarray) and target.ndim == 2 and indices.ndim == 1 and values.ndim == 2:
-            # one matmul-free pass: sort rows by id and sum runs (much faster than np.add.at)
-            order = np.argsort(indices, kind="stable")
-            sorted_ids = indices[order]
-            starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
-            sums = np.add.reduceat(values[order], starts, axis=0)
-            target[sorted_ids[starts]] += sums
-        else:
-            np.add.at(target, indices, values)
+    device_of(target).scatter_add(target, indices, values)
+
+
+def _scatter_add_cpu(target: np.ndarray, indices: Any, values: np.ndarray) -> None:
+    if isinstance(indices, np.ndarray) and target.ndim == 2 and indices.ndim == 1 and values.ndim == 2:
+        # sort rows by id and sum runs: much faster than np.add.at for embedding gradients
+        order = np.argsort(indices, kind="stable")
+        sorted_ids = indices[order]
+        starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+        sums = np.add.reduceat(values[order], starts, axis=0)
+        target[sorted_ids[starts]] += sums
     else:
-        import cupyx
-        cupyx.scatter_add(target, indices, values)
+        np.add.at(target, indices, values)
 
 
 _ERF_P = 0.3275911
@@ -172,12 +187,11 @@ _ERF_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 
 def erf(x: Any) -> Any:
     """Vectorised error function: ~2e-16 in float64, ~5e-7 in float32 (numpy has none; cupy uses cupyx)."""
-    if not isinstance(x, np.ndarray):
-        import cupyx.scipy.special
-        return cupyx.scipy.special.erf(x)
-    if x.dtype == np.float32:
-        return _erf_float32(x)
-    return _erf_numpy(x)
+    return device_of(x).erf(x)
+
+
+def _erf_cpu(x: np.ndarray) -> np.ndarray:
+    return _erf_float32(x) if x.dtype == np.float32 else _erf_numpy(x)
 
 
 # Eigen's float32 erf: x * P(x^2) / Q(x^2) on [-4, 4] (erf is +-1 in float32 beyond)
@@ -264,11 +278,9 @@ def to_numpy(array: Any) -> np.ndarray:
     """Copy an array to host memory as a numpy array (the one sanctioned host transfer)."""
     if isinstance(array, (np.ndarray, np.generic)):
         return np.asarray(array)
-    return array.get()
+    return device_of(array).to_host(array)
 
 
 def from_numpy(dev: Device, array: np.ndarray) -> Any:
     """Move a host numpy array onto a device."""
-    if dev.type == "cpu":
-        return array
-    return dev.xp.asarray(array)
+    return dev.from_host(array)
