@@ -1,0 +1,237 @@
+"""A strict CuPy stand-in: a SIMULATION of a device array library, backed by numpy.
+
+It is not CuPy and runs no CUDA. It checks the discipline that CuPy enforces and a CPU
+test run would otherwise miss:
+- arrays refuse implicit conversion to numpy (``np.asarray(dev)`` raises TypeError, as CuPy);
+- raw numpy arrays mixed into device ops (ufuncs, functions, indexing, assignment) raise TypeError;
+- only names the installed cupy has resolve: module functions, ndarray methods and
+  Generator methods (cupy's Generator has no normal, choice or permutation);
+- device-to-host synchronisations (``.get()``, ``.item()``, ``float()``, ``bool()``, ...) are counted.
+Numerical results are numpy's. Build it with ``make_device()``; needs ``import cupy`` to work
+(the name lists come from the installed cupy; no GPU is needed).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.lib.mixins import NDArrayOperatorsMixin
+
+from minigrad import backend
+
+
+class Syncs:
+    """How many device-to-host synchronisations happened."""
+
+    count = 0
+
+
+def _refuse(what: str) -> TypeError:
+    return TypeError(f"strict cupy stand-in: {what} (a numpy array cannot be mixed into device operations; "
+                     "move it with backend.from_numpy first)")
+
+
+def _unwrap(x: Any, where: str) -> Any:
+    if isinstance(x, StrictArray):
+        return x._a
+    if isinstance(x, np.ndarray):
+        raise _refuse(f"numpy array passed to {where}")
+    if isinstance(x, (list, tuple)):
+        return type(x)(_unwrap(v, where) for v in x)
+    return x
+
+
+def _wrap(x: Any) -> Any:
+    if isinstance(x, np.ndarray):
+        return StrictArray(x)
+    if isinstance(x, np.generic) and not isinstance(x, np.dtype):
+        return StrictArray(np.asarray(x))  # device reductions give 0-d arrays, not host scalars
+    if isinstance(x, tuple):
+        return tuple(_wrap(v) for v in x)
+    if isinstance(x, list):
+        return [_wrap(v) for v in x]
+    return x
+
+
+class StrictArray(NDArrayOperatorsMixin):
+    """A device array that behaves like cupy.ndarray where it matters for minigrad."""
+
+    __slots__ = ("_a",)
+    names: frozenset = frozenset()  # cupy.ndarray's attributes, set by make_device
+
+    def __init__(self, a: np.ndarray) -> None:
+        self._a = a
+
+    shape = property(lambda self: self._a.shape)
+    dtype = property(lambda self: self._a.dtype)
+    ndim = property(lambda self: self._a.ndim)
+    size = property(lambda self: self._a.size)
+    nbytes = property(lambda self: self._a.nbytes)
+    strides = property(lambda self: self._a.strides)
+    T = property(lambda self: StrictArray(self._a.T))
+
+    def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        raise TypeError("Implicit conversion to a NumPy array is not allowed. Please use `.get()` to construct "
+                        "a NumPy array explicitly. (strict cupy stand-in)")
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        return _call_ufunc(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        if func.__name__ not in StrictModule.names:
+            raise AttributeError(f"cupy has no function {func.__name__!r} (strict cupy stand-in)")
+        return _wrap(func(*_unwrap(args, func.__name__), **{k: _unwrap(v, func.__name__) for k, v in kwargs.items()}))
+
+    def __getitem__(self, index: Any) -> "StrictArray":
+        return _wrap(self._a[_unwrap(index, "indexing")])
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        self._a[_unwrap(index, "indexing")] = _unwrap(value, "item assignment")
+
+    def __len__(self) -> int:
+        return len(self._a)
+
+    def __repr__(self) -> str:
+        return f"StrictArray({self._a!r})"
+
+    # device -> host: each one is a synchronisation
+    def get(self) -> np.ndarray:
+        Syncs.count += 1
+        return self._a.copy()
+
+    def item(self) -> Any:
+        Syncs.count += 1
+        return self._a.item()
+
+    def tolist(self) -> Any:
+        Syncs.count += 1
+        return self._a.tolist()
+
+    def __float__(self) -> float:
+        Syncs.count += 1
+        return float(self._a)
+
+    def __int__(self) -> int:
+        Syncs.count += 1
+        return int(self._a)
+
+    def __bool__(self) -> bool:
+        Syncs.count += 1
+        return bool(self._a)
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in StrictArray.names:
+            raise AttributeError(f"cupy.ndarray has no attribute {name!r} (strict cupy stand-in)")
+        attr = getattr(self._a, name)
+        if not callable(attr):
+            return _wrap(attr)
+
+        def method(*args: Any, **kwargs: Any) -> Any:
+            return _wrap(attr(*_unwrap(args, f"ndarray.{name}"),
+                              **{k: _unwrap(v, f"ndarray.{name}") for k, v in kwargs.items()}))
+        return method
+
+
+def _call_ufunc(ufunc: Any, method: str, inputs: tuple, kwargs: dict) -> Any:
+    name = ufunc.__name__
+    if name not in StrictModule.names:
+        raise AttributeError(f"cupy has no ufunc {name!r} (strict cupy stand-in)")
+    if method == "at" and name not in ("add", "subtract", "bitwise_and", "bitwise_or", "bitwise_xor"):
+        raise NotImplementedError(f"cupy.{name}.at is not supported by cupy (strict cupy stand-in)")
+    args = _unwrap(inputs, f"ufunc {name}")
+    if "out" in kwargs:
+        kwargs = dict(kwargs, out=_unwrap(kwargs["out"], f"ufunc {name} out="))
+    return _wrap(getattr(ufunc, method)(*args, **kwargs))
+
+
+class _UfuncProxy:
+    def __init__(self, ufunc: Any) -> None:
+        self._u = ufunc
+        self.__name__ = ufunc.__name__
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return _call_ufunc(self._u, "__call__", args, kwargs)
+
+    def at(self, *args: Any, **kwargs: Any) -> Any:
+        return _call_ufunc(self._u, "at", args, kwargs)
+
+    def reduce(self, *args: Any, **kwargs: Any) -> Any:
+        return _call_ufunc(self._u, "reduce", args, kwargs)
+
+
+class StrictGenerator:
+    """cupy.random.Generator's methods only, drawing with numpy's Generator."""
+
+    names: frozenset = frozenset()
+
+    def __init__(self, seed: Any = None) -> None:
+        self._g = np.random.default_rng(seed)
+
+    @property
+    def bit_generator(self) -> Any:
+        return self._g.bit_generator
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in StrictGenerator.names:
+            raise AttributeError(f"cupy.random.Generator has no method {name!r} (strict cupy stand-in)")
+        fn = getattr(self._g, name)
+        return lambda *a, **k: _wrap(np.asarray(fn(*a, **k)))
+
+
+class _Random:
+    default_rng = StrictGenerator
+
+
+class _Cuda:
+    class Device:
+        def __init__(self, index: int = 0) -> None:
+            self.index = index
+
+        def synchronize(self) -> None:
+            pass
+
+
+class StrictModule:
+    """The stand-in's `xp`: numpy functions restricted to the names the installed cupy has."""
+
+    __name__ = "strict_cupy"
+    names: frozenset = frozenset()
+    ndarray = StrictArray
+    random = _Random
+    cuda = _Cuda
+    _HOST_INPUT = frozenset({"asarray", "array", "ascontiguousarray"})  # explicit host-to-device copies
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in StrictModule.names:
+            raise AttributeError(f"cupy has no attribute {name!r} (strict cupy stand-in)")
+        obj = getattr(np, name)
+        if isinstance(obj, np.ufunc):
+            return _UfuncProxy(obj)
+        if isinstance(obj, type) or not callable(obj):
+            return obj
+        if name in self._HOST_INPUT:
+            return lambda a, *args, **kw: StrictArray(np.array(_unwrap_host(a), *args, **kw))
+
+        def fn(*args: Any, **kwargs: Any) -> Any:
+            return _wrap(obj(*_unwrap(args, name), **{k: _unwrap(v, name) for k, v in kwargs.items()}))
+        return fn
+
+
+def _unwrap_host(a: Any) -> Any:
+    return a._a if isinstance(a, StrictArray) else a
+
+
+def make_device(index: int = 99) -> backend.Device:
+    """Register the stand-in as device 'cuda:<index>' and return it (needs cupy importable)."""
+    import cupy
+    StrictModule.names = frozenset(dir(cupy))
+    StrictArray.names = frozenset(dir(cupy.ndarray))
+    StrictGenerator.names = frozenset(dir(cupy.random.Generator))
+    xp = StrictModule()
+
+    def erf(x: StrictArray) -> StrictArray:
+        return StrictArray(backend._erf_cpu(x._a))
+
+    dev = backend.Device("cuda", index, xp, erf=erf, scatter_add=lambda t, i, v: xp.add.at(t, i, v),
+                         to_host=lambda a: a.get(), from_host=xp.asarray, default_rng=StrictGenerator)
+    return backend.register_device(dev)
