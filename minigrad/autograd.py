@@ -11,9 +11,11 @@ the forward saved. ``backward`` walks those records in reverse topological order
 from __future__ import annotations
 
 import functools
+import time
 from typing import Any, Callable
 
 _grad_enabled = True
+_profiler = None  # a minigrad.profile while one is active
 
 
 class Context:
@@ -55,7 +57,12 @@ class Function:
             if t.device is not dev:
                 raise RuntimeError(f"{cls.__name__}: expected all tensors on one device, got {dev} and {t.device}")
         ctx = Context(cls, inputs, dev)
-        out = cls.forward(ctx, *[t.data for t in inputs], **attrs)
+        if _profiler is None:
+            out = cls.forward(ctx, *[t.data for t in inputs], **attrs)
+        else:
+            t0 = time.perf_counter()
+            out = cls.forward(ctx, *[t.data for t in inputs], **attrs)
+            _profiler.record(cls.__name__, "forward", time.perf_counter() - t0, dev)
         if not isinstance(out, dev.xp.ndarray):  # numpy reductions return scalars, not 0-d arrays
             out = dev.xp.asarray(out)
         result = Tensor(out, device=dev, _copy=False)
@@ -129,7 +136,12 @@ def backward(root: "Tensor", grad: Any = None, retain_graph: bool = False) -> No
             raise RuntimeError(f"backward: trying to backward through {ctx.fn.__name__} a second time; "
                                "pass retain_graph=True to the first backward()")
         ctx.retain_graph = retain_graph  # fused ops may overwrite saved buffers when the graph is freed after
-        input_grads = ctx.fn.backward(ctx, g)
+        if _profiler is None:
+            input_grads = ctx.fn.backward(ctx, g)
+        else:
+            t0 = time.perf_counter()
+            input_grads = ctx.fn.backward(ctx, g)
+            _profiler.record(ctx.fn.__name__, "backward", time.perf_counter() - t0, ctx.device)
         xp = ctx.xp
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
@@ -201,6 +213,50 @@ class enable_grad(no_grad):
             with enable_grad():
                 return fn(*args, **kwargs)
         return wrapper
+
+
+class profile:
+    """Time every Function's forward and backward while active: `with minigrad.profile() as p: ...; print(p.table())`.
+
+    With sync=True each measurement waits for the device first (needed on CUDA, where launches are async).
+    """
+
+    def __init__(self, sync: bool = False) -> None:
+        self.sync = sync
+        self.stats: dict[tuple[str, str], list] = {}
+
+    def record(self, name: str, phase: str, seconds: float, device: Any) -> None:
+        if self.sync:
+            t0 = time.perf_counter()
+            device.synchronize()
+            seconds += time.perf_counter() - t0
+        entry = self.stats.setdefault((name, phase), [0, 0.0])
+        entry[0] += 1
+        entry[1] += seconds
+
+    def __enter__(self) -> "profile":
+        global _profiler
+        self._prev, _profiler = _profiler, self
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        global _profiler
+        _profiler = self._prev
+
+    def total(self) -> float:
+        """Seconds spent inside ops (forward and backward)."""
+        return sum(s for _, s in self.stats.values())
+
+    def table(self, top: int | None = None) -> str:
+        """Ops sorted by total time: calls, total ms, ms per call and share, forward and backward apart."""
+        rows = sorted(self.stats.items(), key=lambda kv: -kv[1][1])[:top]
+        total = self.total() or 1.0
+        lines = [f"{'op':28s} {'phase':9s} {'calls':>7s} {'total ms':>10s} {'ms/call':>9s} {'share':>6s}"]
+        for (name, phase), (calls, secs) in rows:
+            lines.append(f"{name:28s} {phase:9s} {calls:7d} {secs * 1e3:10.2f} {secs * 1e3 / calls:9.3f} "
+                         f"{100 * secs / total:5.1f}%")
+        lines.append(f"{'total':28s} {'':9s} {sum(c for c, _ in self.stats.values()):7d} {total * 1e3:10.2f}")
+        return "\n".join(lines)
 
 
 def is_grad_enabled() -> bool:

@@ -240,3 +240,16 @@ def test_manual_seed_makes_draws_reproducible():
     a = mg.randn(5).numpy().copy()
     mg.manual_seed(123)
     np.testing.assert_array_equal(a, mg.randn(5).numpy())
+
+
+def test_profiler_counts_forward_and_backward_per_op():
+    x = leaf(np.ones((3, 4)))
+    with mg.profile() as p:
+        y = (x.exp() * 2.0).sum()
+        y.backward()
+    assert p.stats[("Exp", "forward")][0] == 1 and p.stats[("Exp", "backward")][0] == 1
+    assert p.stats[("Mul", "forward")][0] == 1 and ("Sum", "backward") in p.stats
+    table = p.table()
+    assert "Exp" in table and "total" in table.splitlines()[-1]
+    z = x.exp()  # profiling is off again outside the block
+    assert p.stats[("Exp", "forward")][0] == 1 and z is not None
