@@ -25,7 +25,8 @@ def _host_array(key: str, value: Any) -> np.ndarray:
     if not (hasattr(value, "shape") and hasattr(value, "dtype")):
         raise TypeError(f"save: value for key {key!r} is a {type(value).__name__}, not a Tensor; "
                         "safetensors files hold tensors only (put other values in metadata)")
-    return np.ascontiguousarray(backend.to_numpy(value))
+    host = backend.to_numpy(value)
+    return host if host.flags.c_contiguous else host.copy(order="C")  # (ascontiguousarray makes 0-d 1-d)
 
 
 def save(state_dict: Mapping[str, Any], path: "str | os.PathLike", metadata: Mapping[str, str] | None = None) -> None:
@@ -50,9 +51,9 @@ def save(state_dict: Mapping[str, Any], path: "str | os.PathLike", metadata: Map
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     os.close(fd)
     try:
+        save_file(arrays, tmp, metadata=meta)
         # mkstemp makes the file private (0600); give it the mode a plain open() would have had
         os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        save_file(arrays, tmp, metadata=meta)
         with open(tmp, "rb") as f:  # the bytes reach the disk before the rename makes them visible
             os.fsync(f.fileno())
         os.replace(tmp, path)
