@@ -369,3 +369,39 @@ def test_mlp_learns_xor_with_sgd_momentum():
         opt.step()
     assert loss.item() < 0.05
     assert model(x).argmax(-1).tolist() == [0, 1, 1, 0]
+
+
+# ---------------------------------------------------------------------------- device discipline
+
+def test_layers_and_optimizers_run_on_the_strict_cupy_stand_in_without_host_syncs():
+    """Same numbers as on the CPU, device arrays throughout, and no host sync in forward/backward/clip/step."""
+    pytest.importorskip("cupy", reason="the stand-in takes its name lists from the installed cupy")
+    from minigrad.nn.layers import LayerNorm, MultiheadAttention
+    from tests.strict_cupy import StrictArray, Syncs, make_device
+    dev = make_device()
+
+    def run(device):
+        mg.manual_seed(0)
+        model = Sequential(LayerNorm(8), MultiheadAttention(8, 2), Linear(8, 3)).double().to(device)
+        opts = [AdamW(list(model.parameters())[:4], lr=1e-2, amsgrad=True),
+                SGD(list(model.parameters())[4:], lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1)]
+        x = mg.tensor(X.reshape(2, 8, 4).repeat(2, axis=-1), device=device)
+        mask = mg.tensor(np.triu(np.ones((8, 8), bool), 1), device=device)
+        syncs = Syncs.count
+        for _ in range(3):
+            h, _ = model[1](model[0](x), model[0](x), model[0](x), attn_mask=mask)
+            loss = (model[2](h) * model[2](h)).mean()
+            for opt in opts:
+                opt.zero_grad()
+            loss.backward()
+            clip_grad_norm_(model.parameters(), 0.1)
+            for opt in opts:
+                opt.step()
+        return model, Syncs.count - syncs
+
+    cpu, _ = run("cpu")
+    ours, syncs = run(dev)
+    assert syncs == 0
+    for (name, p), q in zip(cpu.named_parameters(), ours.parameters()):
+        assert isinstance(q.data, StrictArray)
+        np.testing.assert_allclose(q.numpy(), p.numpy(), rtol=1e-12, atol=1e-12, err_msg=name)
