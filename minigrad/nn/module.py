@@ -31,6 +31,15 @@ class Parameter(Tensor):
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
 
+    def __deepcopy__(self, memo: dict) -> "Parameter":
+        # copy the array only: the Device (which holds the xp module) is shared, not copied
+        if id(self) not in memo:
+            out = Parameter(self.data.copy(), requires_grad=self.requires_grad)
+            if self.grad is not None:
+                out.grad = Tensor(self.grad.data.copy(), device=self.device, _copy=False)
+            memo[id(self)] = out
+        return memo[id(self)]
+
 
 class _IncompatibleKeys(NamedTuple):
     missing_keys: list

@@ -441,3 +441,31 @@ def test_mha_dropout_only_in_training():
     ours.train()
     c, _ = ours(x, x, x)
     assert not np.allclose(a.numpy(), c.numpy())
+
+
+def test_mha_per_head_3d_mask_and_causal_with_padding_match_torch():
+    torch = _torch()
+    ours, theirs = _mha_pair()
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, 4, 8))
+    mask3 = rng.standard_normal((2 * 2, 4, 4))  # (B*H, T, S), batch-major as torch
+    _run_self(ours, theirs, x, {"attn_mask": mg.tensor(mask3, dtype="float64")},
+              {"attn_mask": torch.from_numpy(mask3), "need_weights": False})
+    ours.zero_grad()
+    theirs.zero_grad()
+    kpm = np.array([[False, False, False, True], [False, True, False, False]])
+    causal = torch.ones(4, 4, dtype=torch.bool).triu(1)  # bool like the padding mask (torch warns on mixed types)
+    _run_self(ours, theirs, x, {"is_causal": True, "key_padding_mask": mg.tensor(kpm)},
+              {"attn_mask": causal, "is_causal": True, "key_padding_mask": torch.from_numpy(kpm),
+               "need_weights": False})
+    _grads_match(ours, theirs)
+
+
+def test_deepcopy_copies_parameters_and_keeps_ties():
+    import copy
+    m = Tiny()
+    c = copy.deepcopy(m)
+    assert c.embed.weight is not m.embed.weight and c.head.weight is c.embed.weight
+    np.testing.assert_array_equal(c.embed.weight.numpy(), m.embed.weight.numpy())
+    c.embed.weight.data[...] = 0
+    assert m.embed.weight.numpy().any()
