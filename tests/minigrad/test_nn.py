@@ -8,8 +8,9 @@ import pytest
 
 import minigrad as mg
 from minigrad.nn import init
-from minigrad.nn.layers import (GELU, Dropout, Embedding, LayerNorm, Linear, MultiheadAttention, ReLU, Tanh)
-from minigrad.nn.module import Module, ModuleDict, ModuleList, Parameter, Sequential
+from minigrad.nn.layers import (GELU, Dropout, Embedding, LayerNorm, Linear, ModuleDict, ModuleList, MultiheadAttention,
+                                 ReLU, Sequential, Tanh)
+from minigrad.nn.module import Module, Parameter
 
 
 class Block(Module):

@@ -9,8 +9,8 @@ import pytest
 
 import minigrad as mg
 from minigrad.nn import functional as F
-from minigrad.nn.layers import Linear, Tanh
-from minigrad.nn.module import Module, Sequential
+from minigrad.nn.layers import Linear, Sequential, Tanh
+from minigrad.nn.module import Module
 from minigrad.optim import (SGD, AdamW, CosineWithWarmup, LambdaLR, clip_grad_norm_, clip_grad_value_, constant,
                             cosine_with_warmup)
 
