@@ -21,7 +21,9 @@ class Parameter(Tensor):
 
     def __init__(self, data: Any = None, requires_grad: bool = True) -> None:
         if data is None:
-            data = backend.device("cpu").xp.empty((0,), dtype=as_dtype("float32"))
+            data = []  # an empty float tensor of the default dtype, as torch.nn.Parameter()
+        if not isinstance(data, Tensor) and not hasattr(data, "dtype"):  # numbers or nested lists
+            data = Tensor(data)
         if isinstance(data, Tensor):  # share the array, as torch.nn.Parameter(tensor) shares storage
             dev, data = data.device, data.data
         else:
@@ -73,9 +75,15 @@ def _as_array_on(value: Any, dev: Device) -> Any:
     arr = value.data if isinstance(value, Tensor) else value
     if not hasattr(arr, "shape") or not hasattr(arr, "dtype"):
         raise TypeError(f"expected a Tensor or an array, got {type(value).__name__}")
-    if backend.device_of(arr) != dev:
-        arr = backend.from_numpy(dev, backend.to_numpy(arr))
-    return arr
+    return arr if _is_on(arr, dev) else backend.from_numpy(dev, backend.to_numpy(arr))
+
+
+def _is_on(arr: Any, dev: Device) -> bool:
+    """Whether arr is an array of dev (host scalars such as numpy.float64 are on no device)."""
+    try:
+        return backend.device_of(arr) == dev
+    except TypeError:
+        return False
 
 
 class Module:

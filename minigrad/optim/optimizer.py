@@ -5,6 +5,7 @@ from typing import Any, Callable, Iterable
 
 from minigrad import backend
 from minigrad.autograd import enable_grad
+from minigrad.nn.module import _is_on
 from minigrad.tensor import Tensor
 
 
@@ -15,7 +16,7 @@ def _state_value_like(value: Any, p: Tensor, name: str) -> Any:
     arr = value.data if isinstance(value, Tensor) else value
     if not (hasattr(arr, "shape") and hasattr(arr, "dtype")):
         return value
-    if backend.device_of(arr) != p.device:
+    if not _is_on(arr, p.device):
         arr = backend.from_numpy(p.device, backend.to_numpy(arr))
     dtype = p.dtype if arr.dtype.kind == "f" else arr.dtype
     return p.device.xp.array(arr, dtype=dtype, copy=True)  # own a copy: steps update it in place
