@@ -30,8 +30,12 @@ class Optimizer:
         self.param_groups: list[dict] = []
         self.state: dict = {}  # Parameter -> dict of its buffers (keyed by the object: Tensor hashes by identity)
         self._scratch: dict = {}  # (device, dtype) -> a flat work buffer shared by all parameters
-        params = list(params.values() if isinstance(params, dict) else params) if not isinstance(params, Tensor) \
-            else [params]
+        if isinstance(params, Tensor):
+            params = [params]
+        elif isinstance(params, dict):  # one group, or {name: parameter} as from dict(model.named_parameters())
+            params = [params] if "params" in params else list(params.values())
+        else:
+            params = list(params)
         if not params:
             raise ValueError("optimizer got an empty parameter list")
         if not isinstance(params[0], dict):
