@@ -64,11 +64,10 @@ def assert_same_params(model: Module, twin, step: int, tol: float = 1e-10) -> No
                                    err_msg=f"{name} after step {step}")
 
 
-def groups_for(model: Module, params_of) -> tuple[list, list]:
-    """(decay weights, no-decay biases) for both libraries, in the same order."""
-    weights = [p for n, p in params_of(model) if n.endswith("weight")]
-    biases = [p for n, p in params_of(model) if n.endswith("bias")]
-    return weights, biases
+def groups_for(model) -> tuple[list, list]:
+    """(decay weights, no-decay biases) of a minigrad or torch model, in the same order."""
+    named = list(model.named_parameters())
+    return [p for n, p in named if n.endswith("weight")], [p for n, p in named if n.endswith("bias")]
 
 
 OPTIMIZERS = [
@@ -104,8 +103,8 @@ def test_param_groups_exclude_biases_from_weight_decay_like_torch():
     torch = pytest.importorskip("torch")
     model = mlp()
     twin = torch_twin(model)
-    w, b = groups_for(model, lambda m: m.named_parameters())
-    tw, tb = groups_for(twin, lambda m: m.named_parameters())
+    w, b = groups_for(model)
+    tw, tb = groups_for(twin)
     ours = AdamW([{"params": w, "weight_decay": 0.5}, {"params": b, "weight_decay": 0.0, "lr": 5e-3}], lr=2e-2)
     theirs = torch.optim.AdamW([{"params": tw, "weight_decay": 0.5}, {"params": tb, "weight_decay": 0.0, "lr": 5e-3}],
                                lr=2e-2)
