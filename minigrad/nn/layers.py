@@ -6,11 +6,10 @@ from collections import OrderedDict
 from typing import Any, Iterable, Iterator, Sequence
 
 from minigrad import backend
-from minigrad.backend import Device
 from minigrad.creation import where
 from minigrad.nn import functional as F
 from minigrad.nn import init
-from minigrad.nn.module import Module, Parameter, _format_repr, _indent
+from minigrad.nn.module import Module, Parameter, _as_array_on, _format_repr, _indent
 from minigrad.tensor import Tensor, as_dtype, get_default_dtype
 
 
@@ -301,16 +300,6 @@ class Identity(Module):
         return x
 
 
-def _mask_array(mask: Any, dev: Device) -> Any:
-    """A mask given as Tensor, numpy or cupy array, as an array on dev."""
-    arr = mask.data if isinstance(mask, Tensor) else mask
-    if not hasattr(arr, "dtype"):
-        raise TypeError(f"MultiheadAttention: masks must be Tensors or arrays, got {type(mask).__name__}")
-    if backend.device_of(arr) != dev:
-        arr = backend.from_numpy(dev, backend.to_numpy(arr))
-    return arr
-
-
 def _merge_masks(xp: Any, a: Any, b: Any, dtype: Any) -> Any:
     """Combine two SDPA-convention masks (bool: True = may attend; float: additive)."""
     if a is None or b is None:
@@ -414,7 +403,7 @@ class MultiheadAttention(Module):
         if is_causal:
             mask = xp.arange(s)[None, :] <= xp.arange(t)[:, None] + (s - t)  # the causal mask, as a bool mask
         elif attn_mask is not None:
-            m = _mask_array(attn_mask, dev)
+            m = _as_array_on(attn_mask, dev)
             if m.ndim == 3:  # (B*H, T, S), batch-major as in torch
                 m = m.reshape(b, self.num_heads, t, s)
             elif m.shape != (t, s):
@@ -422,7 +411,7 @@ class MultiheadAttention(Module):
                                  f"nor ({b * self.num_heads}, {t}, {s})")
             mask = ~m if m.dtype == bool else m.astype(dtype, copy=False)
         if key_padding_mask is not None:
-            kpm = _mask_array(key_padding_mask, dev)
+            kpm = _as_array_on(key_padding_mask, dev)
             if kpm.shape != (b, s):
                 raise ValueError(f"MultiheadAttention: key_padding_mask of shape {tuple(kpm.shape)}, "
                                  f"expected ({b}, {s})")
