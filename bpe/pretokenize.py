@@ -1,0 +1,75 @@
+"""Pre-tokenization: the GPT-2 and GPT-4 split patterns and GPT-2's byte-to-unicode stand-ins."""
+from __future__ import annotations
+
+import regex
+
+# openai/gpt-2 encoder.py; identical to Hugging Face's built-in ByteLevel regex.
+GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+# tiktoken's cl100k_base spelling (possessive quantifiers as the `regex` package reads them).
+GPT4_PATTERN = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+"""
+    r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
+)
+
+# The same splits written for Hugging Face's Oniguruma (Ruby syntax), where `X{1,3}+` means
+# `(X{1,3})+` and would glue every digit run into one piece; a plain greedy `{1,3}` at the end of
+# an alternative splits the same way in both engines.
+GPT4_PATTERN_HF = GPT4_PATTERN.replace(r"\p{N}{1,3}+", r"\p{N}{1,3}")
+
+PATTERNS = {"gpt2": GPT2_PATTERN, "gpt4": GPT4_PATTERN}
+
+
+def resolve_pattern(pattern: str) -> str:
+    """Return the regex for a pattern name ("gpt2", "gpt4") or a user pattern, checking it compiles."""
+    text = PATTERNS.get(pattern, pattern)
+    if not isinstance(text, str) or not text:
+        raise ValueError(f"pattern must be 'gpt2', 'gpt4' or a non-empty regex, got {pattern!r}")
+    try:
+        regex.compile(text)
+    except regex.error as exc:
+        raise ValueError(f"pattern {pattern!r} does not compile: {exc}") from None
+    return text
+
+
+def hf_pattern(pattern: str) -> str:
+    """The spelling of a resolved pattern to write into tokenizer.json for Hugging Face's engine."""
+    return GPT4_PATTERN_HF if pattern == GPT4_PATTERN else pattern
+
+
+def compile_pattern(pattern: str) -> regex.Pattern:
+    """Compile a pattern name or regex with the `regex` package."""
+    return regex.compile(resolve_pattern(pattern))
+
+
+def split(text: str, pattern: str = "gpt4") -> list[str]:
+    """Split text into pre-tokens (pieces that BPE merges never cross)."""
+    return compile_pattern(pattern).findall(text)
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's map from each byte to a printable stand-in character (space -> 'Ġ', newline -> 'Ċ')."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    table = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in table:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+BYTE_TO_CHAR: dict[int, str] = bytes_to_unicode()
+CHAR_TO_BYTE: dict[str, int] = {c: b for b, c in BYTE_TO_CHAR.items()}
+# Hugging Face orders the 256 byte tokens by the code point of their stand-in character.
+BYTES_IN_HF_ORDER: list[int] = sorted(range(256), key=lambda b: BYTE_TO_CHAR[b])
+
+
+def bytes_to_token(data: bytes) -> str:
+    """Byte-level token string of raw bytes, as written in tokenizer.json (b' the' -> 'Ġthe')."""
+    return "".join(BYTE_TO_CHAR[b] for b in data)
+
+
+def token_to_bytes(token: str) -> bytes:
+    """Raw bytes of a byte-level token string; KeyError if a character is not a byte stand-in."""
+    return bytes(CHAR_TO_BYTE[c] for c in token)

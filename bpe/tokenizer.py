@@ -1,0 +1,357 @@
+"""Tokenizer: byte-level BPE encode/decode with special tokens, saved as a Hugging Face tokenizer.json."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from heapq import heapify, heappop, heappush
+from itertools import chain, repeat
+from typing import Iterable, Union
+
+import regex
+
+from .pretokenize import (
+    BYTES_IN_HF_ORDER, GPT2_PATTERN, GPT4_PATTERN, GPT4_PATTERN_HF, bytes_to_token, resolve_pattern,
+    token_to_bytes,
+)
+
+AllowedSpecial = Union[str, Iterable[str]]
+
+NO_RANK = 1 << 62
+# Chunks longer than this are merged with a heap (n log n) instead of rescanning all pairs (n^2).
+LONG_CHUNK = 64
+# The chunk cache is cleared when it grows past this many entries, bounding memory on huge corpora.
+CACHE_LIMIT = 500_000
+# Text is pre-tokenized in blocks of about this many characters, cut where no split can cross.
+BLOCK_CHARS = 1 << 16
+_BLOCKABLE = {GPT2_PATTERN, GPT4_PATTERN, GPT4_PATTERN_HF}
+
+
+class _ChunkCache(dict):
+    """pre-token -> ids; a miss runs BPE on the chunk (dict lookups stay in C on hits)."""
+
+    def __init__(self, encode_chunk) -> None:
+        super().__init__()
+        self.encode_chunk = encode_chunk
+
+    def __missing__(self, chunk: str) -> tuple[int, ...]:
+        if len(self) >= CACHE_LIMIT:
+            self.clear()
+        ids = self[chunk] = self.encode_chunk(chunk)
+        return ids
+
+
+class Tokenizer:
+    """A byte-level BPE tokenizer: 256 byte tokens, ranked merges, special tokens and a split pattern."""
+
+    def __init__(
+        self,
+        id_to_bytes: list[bytes],
+        merges: list[tuple[int, int]],
+        special_tokens: dict[str, int],
+        pattern: str = "gpt4",
+        *,
+        add_prefix_space: bool = False,
+        ignore_merges: bool = False,
+    ) -> None:
+        self._id_to_bytes = list(id_to_bytes)
+        self._special = dict(special_tokens)
+        self._special_by_id = {i: s for s, i in self._special.items()}
+        self._bytes_to_id = {b: i for i, b in enumerate(self._id_to_bytes) if i not in self._special_by_id}
+        missing = [b for b in range(256) if bytes([b]) not in self._bytes_to_id]
+        if missing:
+            raise ValueError(f"the vocab lacks {len(missing)} of the 256 byte tokens (first: byte {missing[0]})")
+        self._byte_ids = [self._bytes_to_id[bytes([b])] for b in range(256)]
+        self._merges = [tuple(m) for m in merges]
+        self._ranks: dict[tuple[int, int], int] = {}
+        self._merge_result: list[int] = []
+        for rank, (a, b) in enumerate(self._merges):
+            new = self._bytes_to_id.get(self._id_to_bytes[a] + self._id_to_bytes[b])
+            if new is None:
+                raise ValueError(f"merge {rank} ({a}, {b}): the merged token is not in the vocab")
+            self._ranks.setdefault((a, b), rank)
+            self._merge_result.append(new)
+        self.pattern = resolve_pattern(pattern)
+        self._findall = regex.compile(self.pattern).findall
+        self.add_prefix_space = add_prefix_space
+        self.ignore_merges = ignore_merges
+        self._special_rx = (
+            regex.compile("(" + "|".join(regex.escape(s) for s in sorted(self._special, key=len, reverse=True)) + ")")
+            if self._special else None
+        )
+        self._split_cache: dict[frozenset, regex.Pattern] = {}
+        self._cache = _ChunkCache(self._encode_chunk)
+        self.train_stats = None  # set by bpe.train
+
+    @classmethod
+    def from_merges(
+        cls, merges: list[tuple[int, int]], special_tokens: Iterable[str] = ("<bos>", "<eos>"), pattern: str = "gpt4"
+    ) -> "Tokenizer":
+        """Build the Hugging Face id layout: specials, the 256 bytes in stand-in order, then merges."""
+        specials = list(special_tokens)
+        id_to_bytes = [s.encode("utf-8") for s in specials] + [bytes([b]) for b in BYTES_IN_HF_ORDER]
+        known = {b: i for i, b in enumerate(id_to_bytes) if i >= len(specials)}
+        for a, b in merges:
+            joined = id_to_bytes[a] + id_to_bytes[b]
+            if joined not in known:  # HF reuses the id of a string two merges both spell
+                known[joined] = len(id_to_bytes)
+                id_to_bytes.append(joined)
+        return cls(id_to_bytes, merges, {s: i for i, s in enumerate(specials)}, pattern)
+
+    # -- vocabulary --------------------------------------------------------------------------
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids, special tokens included."""
+        return len(self._id_to_bytes)
+
+    @property
+    def special_tokens(self) -> dict[str, int]:
+        """Special token -> id."""
+        return dict(self._special)
+
+    @property
+    def merges(self) -> list[tuple[int, int]]:
+        """Merges (left id, right id) in rank order."""
+        return list(self._merges)
+
+    @property
+    def bos_id(self) -> int | None:
+        """Id of "<bos>", or None without one."""
+        return self._special.get("<bos>")
+
+    @property
+    def eos_id(self) -> int | None:
+        """Id of "<eos>", or None without one."""
+        return self._special.get("<eos>")
+
+    def token_to_id(self, token: str) -> int | None:
+        """Id of a special token or of a byte-level token string ("Ġthe"); None if unknown."""
+        if token in self._special:
+            return self._special[token]
+        try:
+            return self._bytes_to_id.get(token_to_bytes(token))
+        except KeyError:
+            return None
+
+    def id_to_token(self, token_id: int) -> str | None:
+        """Special token or byte-level token string of an id; None if out of range."""
+        if token_id in self._special_by_id:
+            return self._special_by_id[token_id]
+        if not 0 <= token_id < len(self._id_to_bytes):
+            return None
+        return bytes_to_token(self._id_to_bytes[token_id])
+
+    def id_to_bytes(self, token_id: int) -> bytes:
+        """Raw bytes of a token (a special token's UTF-8)."""
+        if not 0 <= token_id < len(self._id_to_bytes):
+            raise ValueError(f"token id {token_id} is out of range [0, {len(self._id_to_bytes)})")
+        return self._id_to_bytes[token_id]
+
+    def get_vocab(self) -> dict[str, int]:
+        """Token string -> id for every id (byte-level strings, special tokens as they are)."""
+        return {self.id_to_token(i): i for i in range(len(self._id_to_bytes))}
+
+    # -- encoding ----------------------------------------------------------------------------
+
+    def encode(self, text: str, allowed_special: AllowedSpecial = "none") -> list[int]:
+        """Encode text to ids; special tokens in the text are plain text unless allowed.
+
+        allowed_special: "none" (treat them as text), "none_raise" (raise if one occurs), "all",
+        or a set of special tokens to honour (the others stay text).
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"encode expects a str, got {type(text).__name__}")
+        allowed = self._allowed(text, allowed_special)
+        if not allowed:
+            return self.encode_ordinary(text)
+        # Split on the allowed specials only: the others stay inside the text they sit in.
+        key = frozenset(allowed)
+        split_rx = self._split_cache.get(key)
+        if split_rx is None:
+            split_rx = self._split_cache[key] = regex.compile(
+                "(" + "|".join(regex.escape(s) for s in sorted(allowed, key=len, reverse=True)) + ")"
+            )
+        ids: list[int] = []
+        for i, part in enumerate(split_rx.split(text)):
+            if i % 2:
+                ids.append(self._special[part])
+            elif part:
+                ids += self.encode_ordinary(part)
+        return ids
+
+    def _allowed(self, text: str, allowed_special: AllowedSpecial) -> set[str]:
+        if isinstance(allowed_special, str):
+            if allowed_special == "none":
+                return set()
+            if allowed_special == "all":
+                allowed = set(self._special)
+            elif allowed_special == "none_raise":
+                found = self._special_rx.search(text) if self._special_rx else None
+                if found:
+                    raise ValueError(f"special token {found.group()!r} found in the text (allowed_special='none_raise')")
+                return set()
+            else:
+                raise ValueError(f"allowed_special must be 'none', 'none_raise', 'all' or a set, got {allowed_special!r}")
+        else:
+            allowed = set(allowed_special)
+            unknown = allowed - set(self._special)
+            if unknown:
+                raise ValueError(f"allowed_special names unknown special tokens: {sorted(unknown)}")
+        if not allowed or not any(s in text for s in allowed):
+            return set()
+        return allowed
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Encode text with no special-token handling: pre-tokenize, then BPE each (cached) chunk."""
+        if self.add_prefix_space and text and not text.startswith(" "):
+            text = " " + text
+        get = self._cache.__getitem__
+        findall = self._findall
+        if len(text) <= BLOCK_CHARS or self.pattern not in _BLOCKABLE:
+            return list(chain.from_iterable(map(get, findall(text))))
+        ids: list[int] = []
+        for block in split_blocks(text):
+            ids += chain.from_iterable(map(get, findall(block)))
+        return ids
+
+    def encode_batch(self, texts: Iterable[str], allowed_special: AllowedSpecial = "none") -> list[list[int]]:
+        """Encode several texts."""
+        return [self.encode(t, allowed_special) for t in texts]
+
+    def encode_file(self, path: Union[str, os.PathLike], allowed_special: AllowedSpecial = "none") -> list[int]:
+        """Encode a whole UTF-8 file as one text."""
+        with open(path, encoding="utf-8", newline="") as f:
+            return self.encode(f.read(), allowed_special)
+
+    def clear_cache(self) -> None:
+        """Forget cached chunk encodings."""
+        self._cache.clear()
+
+    def _encode_chunk(self, chunk: str) -> tuple[int, ...]:
+        data = chunk.encode("utf-8")
+        if self.ignore_merges:
+            whole = self._bytes_to_id.get(data)
+            if whole is not None:
+                return (whole,)
+        byte_ids = self._byte_ids
+        ids = [byte_ids[b] for b in data]
+        if len(ids) > LONG_CHUNK:
+            return self._merge_long(ids)
+        ranks_get = self._ranks.get
+        merges = self._merges
+        while len(ids) > 1:
+            # the lowest-rank adjacent pair is merged everywhere, left to right (HF's merge_all order)
+            rank = min(map(ranks_get, zip(ids, ids[1:]), repeat(NO_RANK)))
+            if rank == NO_RANK:
+                break
+            a, b = merges[rank]
+            new = self._merge_result[rank]
+            out = []
+            i, n = 0, len(ids)
+            while i < n:
+                if ids[i] == a and i + 1 < n and ids[i + 1] == b:
+                    out.append(new)
+                    i += 2
+                else:
+                    out.append(ids[i])
+                    i += 1
+            ids = out
+        return tuple(ids)
+
+    def _merge_long(self, ids: list[int]) -> tuple[int, ...]:
+        # A heap of (rank, position) over a linked list: lowest rank first, leftmost among equals.
+        ranks_get = self._ranks.get
+        n = len(ids)
+        nxt = list(range(1, n + 1))
+        prv = list(range(-1, n - 1))
+        alive = [True] * n
+        heap = [(r, i) for i, p in enumerate(zip(ids, ids[1:])) if (r := ranks_get(p)) is not None]
+        heapify(heap)
+        while heap:
+            rank, i = heappop(heap)
+            j = nxt[i]
+            if not alive[i] or j >= n or ranks_get((ids[i], ids[j])) != rank:
+                continue  # stale: this position was merged away or its pair changed
+            ids[i] = self._merge_result[rank]
+            alive[j] = False
+            k = nxt[j]
+            nxt[i] = k
+            if k < n:
+                prv[k] = i
+                r = ranks_get((ids[i], ids[k]))
+                if r is not None:
+                    heappush(heap, (r, i))
+            p = prv[i]
+            if p >= 0:
+                r = ranks_get((ids[p], ids[i]))
+                if r is not None:
+                    heappush(heap, (r, p))
+        return tuple(x for x, keep in zip(ids, alive) if keep)
+
+    # -- decoding ----------------------------------------------------------------------------
+
+    def decode(self, ids: Iterable[int], errors: str = "replace", skip_special_tokens: bool = False) -> str:
+        """Decode ids to text; bytes cut mid-character become U+FFFD with errors="replace"."""
+        ids = list(ids)
+        if ids and (min(ids) < 0 or max(ids) >= len(self._id_to_bytes)):
+            bad = next(i for i in ids if not 0 <= i < len(self._id_to_bytes))
+            raise ValueError(f"token id {bad} is out of range [0, {len(self._id_to_bytes)})")
+        if skip_special_tokens and self._special:
+            ids = [i for i in ids if i not in self._special_by_id]
+        return b"".join(map(self._id_to_bytes.__getitem__, ids)).decode("utf-8", errors)
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        """The raw bytes of ids (special tokens as their UTF-8)."""
+        return b"".join(self.id_to_bytes(i) for i in ids)
+
+    # -- files -------------------------------------------------------------------------------
+
+    def to_json(self) -> dict:
+        """The Hugging Face tokenizer.json content as a dict."""
+        from .tokenizer_json import to_json
+        return to_json(self)
+
+    def save(self, path: Union[str, os.PathLike]) -> None:
+        """Write a Hugging Face tokenizer.json atomically (temp file in the same folder, then rename)."""
+        text = json.dumps(self.to_json(), ensure_ascii=False, indent=2)
+        path = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=".tokenizer-", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path: Union[str, os.PathLike]) -> "Tokenizer":
+        """Read a byte-level BPE tokenizer.json (ours or Hugging Face's), validating it."""
+        from .tokenizer_json import read_tokenizer_json
+        return read_tokenizer_json(path, cls)
+
+    def __repr__(self) -> str:
+        return f"Tokenizer(vocab_size={self.vocab_size}, merges={len(self._merges)}, special_tokens={list(self._special)})"
+
+
+def split_blocks(text: str, size: int = BLOCK_CHARS) -> list[str]:
+    """Cut text into blocks of about `size` characters at "\\n" boundaries no GPT-2/GPT-4 split crosses.
+
+    A cut lies after a newline that follows a non-space and precedes a non-space: no alternative of
+    either pattern matches across it, and the newline itself splits the same way at a block's end.
+    """
+    blocks = []
+    start, n = 0, len(text)
+    while n - start > size:
+        cut = text.find("\n", start + size)
+        while cut != -1 and cut + 1 < n and (text[cut - 1].isspace() or text[cut + 1].isspace()):
+            cut = text.find("\n", cut + 1)
+        if cut == -1 or cut + 1 >= n:
+            break
+        blocks.append(text[start:cut + 1])
+        start = cut + 1
+    blocks.append(text[start:])
+    return blocks

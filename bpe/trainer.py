@@ -1,0 +1,286 @@
+"""Byte-level BPE training that reproduces Hugging Face's BpeTrainer merge for merge."""
+from __future__ import annotations
+
+import io
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+from heapq import heapify, heappop, heappush
+from itertools import chain
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Union
+
+from .pretokenize import BYTES_IN_HF_ORDER, compile_pattern, resolve_pattern
+from .tokenizer import Tokenizer
+
+Source = Union[str, os.PathLike]
+
+# A pair (left, right) is the int `left << PAIR_SHIFT | right`: hashing an int is cheaper than a
+# tuple, and int order equals Hugging Face's tie-break order (the smaller (left, right) wins).
+PAIR_SHIFT = 20
+RIGHT_MASK = (1 << PAIR_SHIFT) - 1
+# A heap entry is `pair - (count << COUNT_SHIFT)`: one int, smallest = highest count, then smallest pair.
+COUNT_SHIFT = 2 * PAIR_SHIFT
+PAIR_MASK = (1 << COUNT_SHIFT) - 1
+MAX_VOCAB = 1 << PAIR_SHIFT
+
+
+@dataclass
+class TrainStats:
+    """What a training run did: merges made, seconds, corpus bytes, and tokens after the merges."""
+
+    merges: int
+    seconds: float
+    corpus_bytes: int
+    tokens: int
+    unique_words: int
+
+    @property
+    def bytes_per_token(self) -> float:
+        """Compression of the training corpus (pre-tokenized line by line)."""
+        return self.corpus_bytes / max(self.tokens, 1)
+
+
+def _is_file(item: Source) -> bool:
+    # A str is a text unless it looks like a path to an existing file (one line, short).
+    if isinstance(item, os.PathLike):
+        return True
+    return len(item) < 4096 and "\n" not in item and os.path.isfile(item)
+
+
+def iter_lines(sources: Iterable[Source]) -> Iterator[Iterable[str]]:
+    """Yield, per source, its lines with their '\\n' (split on '\\n' only, like HF's train(files))."""
+    for item in sources:
+        if isinstance(item, (str, os.PathLike)) and _is_file(item):
+            path = Path(item)
+            if not path.is_file():
+                raise FileNotFoundError(f"corpus file not found: {path}")
+            with open(path, encoding="utf-8", newline="\n") as f:
+                yield f
+        elif isinstance(item, str):
+            yield io.StringIO(item, newline="\n")
+        else:
+            raise TypeError(f"expected a text (str) or a file path (os.PathLike), got {type(item).__name__}")
+
+
+def count_words(sources: Iterable[Source], pattern: str = "gpt4") -> tuple[Counter, int]:
+    """Count the pre-tokenized words of every line of every source; also return the corpus size in bytes."""
+    findall = compile_pattern(pattern).findall
+    words: Counter = Counter()
+    n_chars = 0
+    for lines in iter_lines(sources):
+        for block in _line_blocks(lines):
+            n_chars += sum(map(len, block))
+            # chain + Counter keep the per-word loop in C.
+            words.update(chain.from_iterable(map(findall, block)))
+    return words, n_chars
+
+
+def _line_blocks(lines: Iterable[str], size: int = 4096) -> Iterator[list[str]]:
+    # Lines in batches keep memory flat on big files while the per-batch work stays in C.
+    block: list[str] = []
+    append = block.append
+    for line in lines:
+        append(line)
+        if len(block) >= size:
+            yield block
+            block = []
+            append = block.append
+    if block:
+        yield block
+
+
+def train(
+    files_or_texts: Union[Source, Iterable[Source]],
+    vocab_size: int = 8000,
+    special_tokens: Iterable[str] = ("<bos>", "<eos>"),
+    pattern: str = "gpt4",
+    min_frequency: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> Tokenizer:
+    """Train a byte-level BPE tokenizer; vocab_size counts the special tokens and the 256 bytes."""
+    started = time.perf_counter()
+    special_tokens = list(special_tokens)
+    regex_text = resolve_pattern(pattern)
+    _check_settings(vocab_size, special_tokens, min_frequency)
+    if isinstance(files_or_texts, (str, os.PathLike)):
+        files_or_texts = [files_or_texts]
+    words, _ = count_words(files_or_texts, regex_text)
+    if not words:
+        raise ValueError("the corpus is empty: there is no text to train on")
+    corpus_bytes = sum(len(w.encode("utf-8")) * c for w, c in words.items())
+    n_merges = vocab_size - len(special_tokens) - 256
+    merges, symbols, counts = merge_words(words, n_merges, min_frequency, progress)
+    offset = len(special_tokens)
+    tok = Tokenizer.from_merges(
+        [(a + offset, b + offset) for a, b in merges], special_tokens=special_tokens, pattern=regex_text
+    )
+    tok.train_stats = TrainStats(
+        merges=len(merges),
+        seconds=time.perf_counter() - started,
+        corpus_bytes=corpus_bytes,
+        tokens=sum(len(s) * c for s, c in zip(symbols, counts)),
+        unique_words=len(words),
+    )
+    return tok
+
+
+def _check_settings(vocab_size: int, special_tokens: list[str], min_frequency: int) -> None:
+    if len(set(special_tokens)) != len(special_tokens):
+        raise ValueError(f"special_tokens has duplicates: {special_tokens}")
+    if any(not isinstance(t, str) or not t for t in special_tokens):
+        raise ValueError(f"special tokens must be non-empty strings: {special_tokens}")
+    smallest = 256 + len(special_tokens)
+    if not isinstance(vocab_size, int) or vocab_size < smallest:
+        raise ValueError(
+            f"vocab_size={vocab_size} is too small: it counts the 256 bytes and "
+            f"{len(special_tokens)} special tokens, so it must be at least {smallest}"
+        )
+    if vocab_size - len(special_tokens) > MAX_VOCAB:
+        raise ValueError(f"vocab_size={vocab_size} is too large (at most {MAX_VOCAB} tokens besides specials)")
+    if min_frequency < 0:
+        raise ValueError(f"min_frequency must be >= 0, got {min_frequency}")
+
+
+def merge_words(
+    words: dict[str, int],
+    n_merges: int,
+    min_frequency: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[tuple[int, int]], list[list[int]], list[int]]:
+    """Learn up to n_merges merges from word counts; ids: bytes 0..255 in HF order, merge i -> 256 + i.
+
+    Returns the merges (left, right) in rank order and the merged words with their counts.
+    """
+    # Byte b -> its rank among the stand-in characters, so that all ids sort like Hugging Face's.
+    table = bytes(BYTES_IN_HF_ORDER.index(b) for b in range(256))
+    symbols = [list(w.encode("utf-8").translate(table)) for w in words]
+    counts = list(words.values())
+    pair_counts, where = _count_pairs(symbols, counts)
+    heap = [pair - (count << COUNT_SHIFT) for pair, count in pair_counts.items()]
+    heapify(heap)
+    merges: list[tuple[int, int]] = []
+    token_of: dict[tuple[int, int], int] = {}  # bytes of each merged token, to spot a string made twice
+    next_id = 256
+    get = pair_counts.get
+    while next_id - 256 < n_merges and heap:
+        entry = heappop(heap)
+        pair = entry & PAIR_MASK
+        count = -(entry >> COUNT_SHIFT)
+        current = get(pair, 0)
+        if count != current:  # stale: counts only fall, so re-push and pop the next best
+            if current > 0:
+                heappush(heap, pair - (current << COUNT_SHIFT))
+            continue
+        if count < 1 or count < min_frequency:
+            break
+        a, b = pair >> PAIR_SHIFT, pair & RIGHT_MASK
+        merges.append((a, b))
+        new = _new_id(a, b, next_id, token_of)
+        if new == next_id:
+            next_id += 1
+        fresh = _apply_merge(a, b, new, where.pop(pair, ()), symbols, counts, pair_counts, where)
+        pair_counts[pair] = 0  # it is gone from every word (HF leaves the stale count; same result)
+        for p in fresh:
+            c = pair_counts[p]
+            if c > 0:
+                heappush(heap, p - (c << COUNT_SHIFT))
+        if progress is not None and len(merges) % 256 == 0:
+            progress(len(merges), n_merges)
+    return merges, symbols, counts
+
+
+def _count_pairs(symbols: list[list[int]], counts: list[int]) -> tuple[dict[int, int], dict[int, list[int]]]:
+    # Weighted count of every adjacent pair, and for each pair the words that hold it.
+    pair_counts: dict[int, int] = {}
+    where: dict[int, list[int]] = {}
+    get = pair_counts.get
+    for i, (w, c) in enumerate(zip(symbols, counts)):
+        if len(w) < 2:
+            continue
+        pairs = [x << PAIR_SHIFT | y for x, y in zip(w, w[1:])]
+        for pair in pairs:
+            pair_counts[pair] = get(pair, 0) + c
+        for pair in set(pairs) if len(pairs) > 1 else pairs:
+            if pair in where:
+                where[pair].append(i)
+            else:
+                where[pair] = [i]
+    return pair_counts, where
+
+
+def _new_id(a: int, b: int, next_id: int, token_of: dict) -> int:
+    # Hugging Face reuses the id when two different merges spell the same byte string.
+    key = (_spell(a, token_of), _spell(b, token_of))
+    joined = key[0] + key[1]
+    existing = token_of.get(joined)
+    if existing is not None:
+        return existing
+    token_of[joined] = next_id
+    token_of[next_id] = joined
+    return next_id
+
+
+def _spell(i: int, token_of: dict) -> tuple:
+    return (i,) if i < 256 else token_of[i]
+
+
+def _apply_merge(
+    a: int, b: int, new: int, candidates: list[int], symbols: list[list[int]], counts: list[int],
+    pair_counts: dict[int, int], where: dict[int, list[int]],
+) -> set[int]:
+    """Merge (a, b) -> new in the candidate words, left to right without overlaps.
+
+    Updates the counts of the neighbouring pairs only (the deltas of HF's Word::merge) and returns
+    the pairs that gained occurrences, which need a fresh heap entry.
+    """
+    fresh: set[int] = set()
+    add_fresh = fresh.add
+    get_count = pair_counts.get
+    get_where = where.get
+    new_hi = new << PAIR_SHIFT
+    a_lo, b_hi = a, b << PAIR_SHIFT
+    for wi in candidates:
+        w = symbols[wi]
+        if len(w) == 2:
+            if w[0] == a and w[1] == b:
+                del w[1]
+                w[0] = new
+            continue
+        if a not in w:
+            continue  # a duplicate index entry: this word was merged already
+        c = counts[wi]
+        n = len(w)
+        i = w.index(a)
+        while True:
+            if i + 1 < n and w[i + 1] == b:
+                if i > 0:
+                    p = w[i - 1] << PAIR_SHIFT
+                    pair_counts[p | a_lo] -= c
+                    k = p | new
+                    pair_counts[k] = get_count(k, 0) + c
+                    add_fresh(k)
+                    lst = get_where(k)
+                    if lst is None:
+                        where[k] = [wi]
+                    else:
+                        lst.append(wi)
+                del w[i + 1]
+                w[i] = new
+                n -= 1
+                if i + 1 < n:
+                    x = w[i + 1]
+                    pair_counts[b_hi | x] -= c
+                    k = new_hi | x
+                    pair_counts[k] = get_count(k, 0) + c
+                    add_fresh(k)
+                    lst = get_where(k)
+                    if lst is None:
+                        where[k] = [wi]
+                    else:
+                        lst.append(wi)
+            if a not in w[i + 1:]:
+                break
+            i = w.index(a, i + 1)
+    return fresh
