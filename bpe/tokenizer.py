@@ -211,7 +211,7 @@ class Tokenizer:
         if len(text) <= BLOCK_CHARS or self.pattern not in _BLOCKABLE:
             return list(chain.from_iterable(map(get, findall(text))))
         ids: list[int] = []
-        for block in split_blocks(text):
+        for block in split_blocks(text, BLOCK_CHARS):
             ids += chain.from_iterable(map(get, findall(block)))
         return ids
 

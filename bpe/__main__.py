@@ -1,0 +1,139 @@
+"""python -m bpe train|encode|decode: train a tokenizer.json, encode text to ids, decode ids to text."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import NoReturn
+
+from .tokenizer import Tokenizer
+from .tokenizer_json import TokenizerFileError
+from .trainer import train
+
+
+class UsageError(Exception):
+    """A problem with the command line or its inputs: one line on stderr, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m bpe", description="Byte-level BPE: train, encode, decode.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    t = sub.add_parser("train", help="train a tokenizer.json on text files")
+    t.add_argument("corpus", nargs="+", type=Path, help="UTF-8 text files (each line is fed separately, like HF)")
+    t.add_argument("--vocab-size", type=int, default=8000, help="total ids: specials + 256 bytes + merges")
+    t.add_argument("--out", type=Path, default=Path("tokenizer.json"), help="where to write tokenizer.json")
+    t.add_argument("--pattern", default="gpt4", help="split pattern: gpt4 (default), gpt2 or a regex")
+    t.add_argument("--special-tokens", default="<bos>,<eos>", help="comma-separated, in id order")
+    t.add_argument("--min-frequency", type=int, default=0, help="stop when the best pair is rarer than this")
+    t.add_argument("--quiet", action="store_true", help="no progress line or summary")
+    e = sub.add_parser("encode", help="print the ids of a text")
+    e.add_argument("text", nargs="?", help="text to encode (or use --file)")
+    e.add_argument("--tokenizer", type=Path, required=True, help="tokenizer.json")
+    e.add_argument("--file", type=Path, help="encode this UTF-8 file instead of TEXT")
+    e.add_argument("--allow-special", action="store_true", help="read special tokens in the text as specials")
+    d = sub.add_parser("decode", help="print the text of ids")
+    d.add_argument("ids", nargs="*", help="token ids (read from stdin when none are given)")
+    d.add_argument("--tokenizer", type=Path, required=True, help="tokenizer.json")
+    return p
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    for path in args.corpus:
+        if not path.is_file():
+            raise UsageError(f"corpus file not found: {path}")
+    specials = [s for s in args.special_tokens.split(",") if s]
+    if args.vocab_size < 256 + len(specials):
+        raise UsageError(f"--vocab-size {args.vocab_size} is too small: it must be at least 256 bytes + "
+                         f"{len(specials)} special tokens = {256 + len(specials)}")
+    out_dir = args.out.resolve().parent
+    if not out_dir.is_dir():
+        raise UsageError(f"--out {args.out}: folder {out_dir} does not exist")
+    started = time.perf_counter()
+    show = not args.quiet and sys.stderr.isatty()
+
+    def progress(done: int, total: int) -> None:
+        if show and time.perf_counter() - started > 1.0:  # only long trainings get a progress line
+            print(f"\rbpe: merge {done}/{total} ({100 * done // max(total, 1)}%)", end="", file=sys.stderr, flush=True)
+
+    try:
+        tok = train(args.corpus, vocab_size=args.vocab_size, special_tokens=specials, pattern=args.pattern,
+                    min_frequency=args.min_frequency, progress=progress)
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"a corpus file is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except ValueError as exc:
+        raise UsageError(f"{exc} (corpus: {', '.join(map(str, args.corpus))})") from None
+    if show and time.perf_counter() - started > 1.0:
+        print(file=sys.stderr)
+    tok.save(args.out)
+    if not args.quiet:
+        s = tok.train_stats
+        print(f"trained {s.merges} merges on {s.corpus_bytes / 1e6:.2f} MB ({s.unique_words} unique words) "
+              f"in {s.seconds:.2f} s ({s.corpus_bytes / 1e6 / max(s.seconds, 1e-9):.1f} MB/s); "
+              f"{s.bytes_per_token:.2f} bytes/token; vocab {tok.vocab_size} -> {args.out}")
+
+
+def _load(path: Path) -> Tokenizer:
+    if not path.is_file():
+        raise UsageError(f"--tokenizer {path}: file not found")
+    try:
+        return Tokenizer.load(path)
+    except TokenizerFileError as exc:
+        raise UsageError(f"--tokenizer {exc}") from None
+
+
+def _cmd_encode(args: argparse.Namespace) -> None:
+    tok = _load(args.tokenizer)
+    if (args.text is None) == (args.file is None):
+        raise UsageError("encode needs exactly one of TEXT or --file")
+    if args.file is not None:
+        if not args.file.is_file():
+            raise UsageError(f"--file {args.file}: file not found")
+        try:
+            text = args.file.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UsageError(f"--file {args.file}: not valid UTF-8") from None
+    else:
+        text = args.text
+    ids = tok.encode(text, allowed_special="all" if args.allow_special else "none")
+    print(" ".join(map(str, ids)))
+
+
+def _cmd_decode(args: argparse.Namespace) -> None:
+    tok = _load(args.tokenizer)
+    raw = args.ids if args.ids else sys.stdin.read().split()
+    try:
+        ids = [int(x) for x in raw]
+    except ValueError as exc:
+        raise UsageError(f"ids must be integers: {exc}") from None
+    try:
+        text = tok.decode(ids)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit status (2 for usage and input errors)."""
+    try:
+        args = _parser().parse_args(argv)
+        {"train": _cmd_train, "encode": _cmd_encode, "decode": _cmd_decode}[args.command](args)
+    except UsageError as exc:
+        print(f"bpe: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"bpe: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    if os.environ.get("PYTHONIOENCODING") is None and hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(encoding="utf-8", errors="surrogateescape")
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""Encoding and decoding: lossless round trips, special tokens, invalid bytes, long chunks."""
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import bpe
+from bpe import tokenizer as tokmod
+from bpe.pretokenize import GPT2_PATTERN, GPT4_PATTERN
+from bpe.tokenizer import split_blocks
+
+from .corpora import multilingual_text
+
+TRAIN_TEXT = multilingual_text(400, seed=1) + "the quick brown fox jumps over the lazy dog\n" * 20
+
+
+@pytest.fixture(scope="module")
+def tok() -> bpe.Tokenizer:
+    return bpe.train([TRAIN_TEXT], vocab_size=700)
+
+
+@pytest.fixture(scope="module")
+def tok_gpt2() -> bpe.Tokenizer:
+    return bpe.train([TRAIN_TEXT], vocab_size=700, pattern="gpt2")
+
+
+EDGE_CASES = [
+    "", " ", "\n", "\r\n", "\r\n\r\n", "a\r\nb", "\t\t  \n \n", " " * 300, "\n" * 100, "x" * 5000,
+    "😀", "👨‍👩‍👧 🇫🇷 👍🏽", "你好，世界", "e\u0301\u0301", "\x00\x01\x1f\x7f", "\ufeffBOM", "\U0010ffff",
+    "don't I'LL WE'VE", "1234567890123", "<bos>", "a<eos>b", "<<bos>>", "naïve café", "\u2028\u2029\x85",
+]
+
+
+@pytest.mark.parametrize("text", EDGE_CASES)
+def test_round_trip_edge_cases(tok, tok_gpt2, text):
+    assert tok.decode(tok.encode(text)) == text
+    assert tok_gpt2.decode(tok_gpt2.encode(text)) == text
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_round_trip_arbitrary_unicode(tok, text):
+    assert tok.decode(tok.encode(text)) == text
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(alphabet=st.sampled_from("ab \n\t\r!1é😀"), max_size=400))
+def test_round_trip_arbitrary_whitespace_mixes(tok_gpt2, text):
+    assert tok_gpt2.decode(tok_gpt2.encode(text)) == text
+
+
+def test_encoding_is_the_same_with_an_empty_or_a_warm_cache(tok):
+    text = TRAIN_TEXT[:3000]
+    tok.clear_cache()
+    cold = tok.encode(text)
+    assert tok.encode(text) == cold
+
+
+def test_long_chunks_use_the_heap_merge_with_identical_results(tok):
+    # a chunk longer than LONG_CHUNK goes through the heap; compare with the quadratic rescan
+    for chunk in ["abcabcabc" * 20, "the" * 40, "ab" * 33 + "a", "x" * 200]:
+        data = chunk.encode()
+        ids = [tok._byte_ids[b] for b in data]
+        quadratic = _rescan_merge(tok, ids)
+        assert tok._merge_long(list(ids)) == quadratic
+
+
+def _rescan_merge(tok, ids):
+    # merge the lowest-rank adjacent pair everywhere, left to right, until none is left
+    while True:
+        ranks = [tok._ranks.get(p) for p in zip(ids, ids[1:])]
+        ranked = [r for r in ranks if r is not None]
+        if not ranked:
+            return tuple(ids)
+        rank = min(ranked)
+        a, b = tok.merges[rank]
+        out, i = [], 0
+        while i < len(ids):
+            if i + 1 < len(ids) and ids[i] == a and ids[i + 1] == b:
+                out.append(tok._merge_result[rank])
+                i += 2
+            else:
+                out.append(ids[i])
+                i += 1
+        ids = out
+
+
+def test_merges_are_applied_in_rank_order(tok):
+    word = "quick"
+    ids = tok.encode(word)
+    assert b"".join(tok.id_to_bytes(i) for i in ids) == word.encode()
+    assert tuple(ids) == _rescan_merge(tok, [tok._byte_ids[b] for b in word.encode()])
+
+
+# -- special tokens ---------------------------------------------------------------------------
+
+def test_special_tokens_are_text_by_default(tok):
+    ids = tok.encode("a<bos>b")
+    assert tok.bos_id not in ids
+    assert tok.decode(ids) == "a<bos>b"
+
+
+def test_allowed_special_all_encodes_them_as_single_ids(tok):
+    ids = tok.encode("<bos>hello<eos><eos>", allowed_special="all")
+    assert ids[0] == tok.bos_id and ids[-2:] == [tok.eos_id, tok.eos_id]
+    assert ids[1:-2] == tok.encode("hello")
+    assert tok.decode(ids) == "<bos>hello<eos><eos>"
+
+
+def test_special_tokens_adjacent_to_text_split_it_like_separate_texts(tok):
+    ids = tok.encode("hi <eos> there", allowed_special="all")
+    assert ids == tok.encode("hi ") + [tok.eos_id] + tok.encode(" there")
+
+
+def test_allowed_special_set_honours_only_the_listed_ones(tok):
+    ids = tok.encode("x<bos>y<eos>z", allowed_special={"<eos>"})
+    assert tok.eos_id in ids and tok.bos_id not in ids
+    assert ids == tok.encode("x<bos>y") + [tok.eos_id] + tok.encode("z")
+
+
+def test_none_raise_rejects_special_tokens_in_text(tok):
+    with pytest.raises(ValueError, match="<eos>"):
+        tok.encode("end<eos>", allowed_special="none_raise")
+    assert tok.encode("plain", allowed_special="none_raise") == tok.encode("plain")
+
+
+def test_unknown_allowed_special_is_rejected(tok):
+    with pytest.raises(ValueError, match="unknown special"):
+        tok.encode("x", allowed_special={"<pad>"})
+    with pytest.raises(ValueError, match="allowed_special"):
+        tok.encode("x", allowed_special="some")
+
+
+def test_decode_can_skip_special_tokens(tok):
+    ids = tok.encode("<bos>hi", allowed_special="all")
+    assert tok.decode(ids, skip_special_tokens=True) == "hi"
+
+
+# -- decoding -----------------------------------------------------------------------------------
+
+def test_decode_of_a_cut_utf8_sequence_does_not_crash(tok):
+    ids = tok.encode("😀")
+    byte_ids = [tok._byte_ids[b] for b in "😀".encode()]
+    assert tok.decode(byte_ids[:2]) == "\ufffd"
+    assert tok.decode(byte_ids[:2] + tok.encode("ok")) == "\ufffdok"
+    assert tok.decode(ids) == "😀"
+
+
+def test_decode_of_invalid_bytes_follows_errors(tok):
+    bad = [tok._byte_ids[0xFF], tok._byte_ids[ord("a")]]
+    assert tok.decode(bad) == "\ufffda"
+    assert tok.decode(bad, errors="ignore") == "a"
+    with pytest.raises(UnicodeDecodeError):
+        tok.decode(bad, errors="strict")
+    assert tok.decode_bytes(bad) == b"\xffa"
+
+
+@pytest.mark.parametrize("bad_id", [-1, 10**6])
+def test_decode_rejects_ids_out_of_range(tok, bad_id):
+    with pytest.raises(ValueError, match=str(bad_id)):
+        tok.decode([5, bad_id])
+
+
+# -- vocabulary -----------------------------------------------------------------------------------
+
+def test_token_id_lookups(tok):
+    assert tok.token_to_id("<eos>") == 1 and tok.id_to_token(1) == "<eos>"
+    the = tok.token_to_id("Ġthe")
+    assert the is not None and tok.id_to_token(the) == "Ġthe" and tok.id_to_bytes(the) == b" the"
+    assert tok.token_to_id("not-a-token-at-all") is None
+    assert tok.token_to_id("\x00") is None  # not a byte-level string
+    assert tok.id_to_token(tok.vocab_size) is None
+    assert len(tok.get_vocab()) == tok.vocab_size
+
+
+def test_encode_batch_matches_encode(tok):
+    texts = ["one", "two <eos>", ""]
+    assert tok.encode_batch(texts) == [tok.encode(t) for t in texts]
+    assert tok.encode_batch(texts, allowed_special="all")[1][-1] == tok.eos_id
+
+
+def test_encode_file_matches_encode(tok, tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_bytes("line one\r\nline two\n".encode())
+    assert tok.encode_file(path) == tok.encode("line one\r\nline two\n")
+
+
+def test_encode_rejects_bytes(tok):
+    with pytest.raises(TypeError):
+        tok.encode(b"abc")
+
+
+# -- block splitting of big texts ---------------------------------------------------------------
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.sampled_from("ab1 \n\t\r!'é"), max_size=300), st.integers(1, 20))
+def test_block_splitting_gives_the_whole_text_splits(text, size):
+    for pattern in (GPT2_PATTERN, GPT4_PATTERN):
+        blocks = split_blocks(text, size)
+        assert "".join(blocks) == text
+        rx = bpe.pretokenize.compile_pattern(pattern)
+        assert [c for b in blocks for c in rx.findall(b)] == rx.findall(text)
+
+
+def test_big_text_encodes_like_small_pieces_would(tok, monkeypatch):
+    text = TRAIN_TEXT * 3
+    whole = tok.encode(text)
+    monkeypatch.setattr(tokmod, "BLOCK_CHARS", 500)
+    assert len(split_blocks(text, 500)) > 10
+    assert tok.encode(text) == whole
+    assert tok.decode(whole) == text
