@@ -1,0 +1,113 @@
+"""Exactness against Hugging Face `tokenizers` (and tiktoken): same vocab, same merges, same ids."""
+import json
+from pathlib import Path
+
+import pytest
+
+import bpe
+from bpe.pretokenize import GPT4_PATTERN_HF
+
+from .corpora import multilingual_text
+
+tokenizers = pytest.importorskip("tokenizers")
+from tokenizers import Regex, decoders, models, pre_tokenizers, trainers  # noqa: E402
+
+SPECIALS = ["<bos>", "<eos>"]
+DIGITS_AND_MORE = "In 1000000 years, 12345678 people paid $3.14159 for 2024-01-01's\r\n  x²½٣٤٥ 0x1F600 007\n"
+
+
+def hf_pre_tokenizer(pattern: str):
+    if pattern == "gpt2":
+        return pre_tokenizers.ByteLevel(add_prefix_space=False)
+    return pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(GPT4_PATTERN_HF), "isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+
+
+def hf_train(path: Path, vocab_size: int, pattern: str):
+    """HF's BpeTrainer with the byte-level setup the issue names."""
+    tok = tokenizers.Tokenizer(models.BPE())
+    tok.pre_tokenizer = hf_pre_tokenizer(pattern)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train([str(path)], trainer)
+    return tok
+
+
+def hf_model(tok) -> dict:
+    return json.loads(tok.to_str())["model"]
+
+
+def assert_same_model(hf, ours: bpe.Tokenizer) -> None:
+    model = hf_model(hf)
+    ours_model = ours.to_json()["model"]
+    assert ours_model["vocab"] == model["vocab"]
+    first_diff = next((i for i, (x, y) in enumerate(zip(model["merges"], ours_model["merges"])) if x != y), None)
+    assert first_diff is None, f"merge {first_diff}: HF {model['merges'][first_diff]} vs ours {ours_model['merges'][first_diff]}"
+    assert len(ours_model["merges"]) == len(model["merges"])
+
+
+@pytest.fixture(scope="module")
+def shakespeare_pair(shakespeare):
+    # one training of each on the full corpus, shared by the tests below
+    return hf_train(shakespeare, 8000, "gpt4"), bpe.train([shakespeare], vocab_size=8000, special_tokens=SPECIALS)
+
+
+def test_shakespeare_vocab_and_merges_match_hf(shakespeare_pair):
+    hf, ours = shakespeare_pair
+    assert len(ours.merges) == 8000 - 2 - 256
+    assert_same_model(hf, ours)
+
+
+def test_shakespeare_ids_match_hf(shakespeare_pair, shakespeare):
+    hf, ours = shakespeare_pair
+    text = shakespeare.read_text(encoding="utf-8")
+    assert ours.encode(text) == hf.encode(text).ids
+
+
+def test_hf_loads_our_file_and_we_load_hfs(shakespeare_pair, tmp_path):
+    hf, ours = shakespeare_pair
+    ours.save(tmp_path / "ours.json")
+    hf.save(str(tmp_path / "hf.json"))
+    hf_from_ours = tokenizers.Tokenizer.from_file(str(tmp_path / "ours.json"))
+    ours_from_hf = bpe.Tokenizer.load(tmp_path / "hf.json")
+    for text in [DIGITS_AND_MORE, multilingual_text(200, seed=5)]:
+        expected = hf.encode(text).ids
+        assert hf_from_ours.encode(text).ids == expected
+        assert ours_from_hf.encode(text) == expected
+        assert hf_from_ours.decode(expected) == text
+    assert ours_from_hf.get_vocab() == ours.get_vocab() and ours_from_hf.merges == ours.merges
+
+
+@pytest.mark.parametrize("pattern", ["gpt2", "gpt4"])
+def test_multilingual_vocab_merges_and_ids_match_hf(multilingual_file, pattern):
+    hf = hf_train(multilingual_file, 1200, pattern)
+    ours = bpe.train([multilingual_file], vocab_size=1200, special_tokens=SPECIALS, pattern=pattern)
+    assert_same_model(hf, ours)
+    text = multilingual_file.read_text(encoding="utf-8") + DIGITS_AND_MORE
+    assert ours.encode(text) == hf.encode(text).ids
+
+
+@pytest.mark.parametrize("text", [DIGITS_AND_MORE, multilingual_text(300, seed=3), "a\n\n\n  b \t\n", "1" * 50])
+def test_exported_gpt4_pattern_splits_like_ours_in_hfs_engine(text):
+    hf_split = pre_tokenizers.Split(Regex(GPT4_PATTERN_HF), "isolated")
+    assert [piece for piece, _ in hf_split.pre_tokenize_str(text)] == bpe.split(text, "gpt4")
+
+
+def test_tiktoken_spelling_would_diverge_in_hfs_engine():
+    # the pitfall the exported spelling avoids: Oniguruma reads \p{N}{1,3}+ as (\p{N}{1,3})+
+    glued = pre_tokenizers.Split(Regex(bpe.GPT4_PATTERN), "isolated").pre_tokenize_str("1000000")
+    assert [p for p, _ in glued] == ["1000000"]
+    assert bpe.split("1000000", "gpt4") == ["100", "000", "0"]
+
+
+def test_tiktoken_with_our_ranks_gives_the_same_ids(shakespeare_pair, shakespeare):
+    tiktoken = pytest.importorskip("tiktoken")
+    _, ours = shakespeare_pair
+    ranks = {ours.id_to_bytes(i): i for i in range(len(SPECIALS), ours.vocab_size)}
+    enc = tiktoken.Encoding("ours", pat_str=ours.pattern, mergeable_ranks=ranks,
+                            special_tokens={s: i for i, s in enumerate(SPECIALS)})
+    text = shakespeare.read_text(encoding="utf-8")[:200_000] + multilingual_text(200, seed=4)
+    assert ours.encode(text) == enc.encode_ordinary(text)

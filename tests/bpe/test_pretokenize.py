@@ -1,0 +1,38 @@
+"""Split patterns and byte-level stand-ins."""
+import pytest
+
+import bpe
+from bpe.pretokenize import BYTE_TO_CHAR, CHAR_TO_BYTE, bytes_to_token, resolve_pattern, token_to_bytes
+
+
+def test_gpt2_pattern_splits():
+    assert bpe.split("Hello world's  end!\n\n", "gpt2") == ["Hello", " world", "'s", " ", " end", "!", "\n\n"]
+
+
+def test_gpt4_pattern_splits_digits_in_threes_and_keeps_newlines_apart():
+    assert bpe.split("I'LL pay 1234567 now!!\n\n  x", "gpt4") == [
+        "I", "'LL", " pay", " ", "123", "456", "7", " now", "!!\n\n", " ", " x"]
+
+
+def test_splits_cover_the_text_exactly():
+    text = "a\tb  \r\n 😀 e\u0301 ١٢٣ \x00"
+    for pattern in ("gpt2", "gpt4"):
+        assert "".join(bpe.split(text, pattern)) == text
+
+
+def test_user_pattern_and_errors():
+    assert bpe.split("ab cd", r"\w+") == ["ab", "cd"]
+    assert resolve_pattern("gpt4") == bpe.GPT4_PATTERN
+    with pytest.raises(ValueError, match="does not compile"):
+        resolve_pattern("[")
+    with pytest.raises(ValueError):
+        resolve_pattern("")
+
+
+def test_byte_stand_ins_are_gpt2s():
+    assert len(set(BYTE_TO_CHAR.values())) == 256
+    assert BYTE_TO_CHAR[ord(" ")] == "Ġ" and BYTE_TO_CHAR[ord("\n")] == "Ċ" and BYTE_TO_CHAR[0] == "Ā"
+    assert all(CHAR_TO_BYTE[c] == b for b, c in BYTE_TO_CHAR.items())
+    assert bytes_to_token(" the".encode()) == "Ġthe"
+    assert token_to_bytes("Ġthe") == b" the"
+    assert token_to_bytes(bytes_to_token(bytes(range(256)))) == bytes(range(256))
