@@ -1,6 +1,8 @@
 """Pre-tokenization: the GPT-2 and GPT-4 split patterns and GPT-2's byte-to-unicode stand-ins."""
 from __future__ import annotations
 
+import re
+
 import regex
 
 # openai/gpt-2 encoder.py; identical to Hugging Face's built-in ByteLevel regex.
@@ -18,6 +20,32 @@ GPT4_PATTERN = (
 GPT4_PATTERN_HF = GPT4_PATTERN.replace(r"\p{N}{1,3}+", r"\p{N}{1,3}")
 
 PATTERNS = {"gpt2": GPT2_PATTERN, "gpt4": GPT4_PATTERN}
+
+
+# The built-in patterns spelled for `re` on pure-ASCII text, where \p{L} is [A-Za-z], \p{N} is
+# [0-9] and `regex`'s \s is re.ASCII's [ \t\n\v\f\r]; the tests check they split identically.
+ASCII_SPELLINGS = {
+    GPT2_PATTERN: r"""'s|'t|'re|'ve|'m|'ll|'d| ?[A-Za-z]+| ?[0-9]+| ?[^\sA-Za-z0-9]+|\s+(?!\S)|\s+""",
+    GPT4_PATTERN: (
+        r"""'(?i:[sdmt]|ll|ve|re)|[^\r\nA-Za-z0-9]?+[A-Za-z]++|[0-9]{1,3}+| ?[^\sA-Za-z0-9]++[\r\n]*+"""
+        r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
+    ),
+}
+ASCII_SPELLINGS[GPT4_PATTERN_HF] = ASCII_SPELLINGS[GPT4_PATTERN]
+
+
+def ascii_findall(pattern: str):
+    """A faster `re` findall that splits pure-ASCII text exactly like `pattern`, or None.
+
+    Only for the built-in patterns, whose ASCII spelling is checked by the tests; `re` is about
+    twice as fast as `regex` there, and str.isascii() is O(1), so the choice costs nothing.
+    """
+    if pattern not in ASCII_SPELLINGS:
+        return None
+    try:  # possessive quantifiers need Python >= 3.11's re
+        return re.compile(ASCII_SPELLINGS[pattern], re.ASCII).findall
+    except re.error:
+        return None
 
 
 def resolve_pattern(pattern: str) -> str:

@@ -11,8 +11,8 @@ from typing import Iterable, Union
 import regex
 
 from .pretokenize import (
-    BYTES_IN_HF_ORDER, GPT2_PATTERN, GPT4_PATTERN, GPT4_PATTERN_HF, bytes_to_token, resolve_pattern,
-    token_to_bytes,
+    BYTES_IN_HF_ORDER, GPT2_PATTERN, GPT4_PATTERN, GPT4_PATTERN_HF, ascii_findall, bytes_to_token,
+    resolve_pattern, token_to_bytes,
 )
 
 AllowedSpecial = Union[str, Iterable[str]]
@@ -73,6 +73,7 @@ class Tokenizer:
             self._merge_result.append(new)
         self.pattern = resolve_pattern(pattern)
         self._findall = regex.compile(self.pattern).findall
+        self._findall_ascii = ascii_findall(self.pattern) or self._findall
         self.add_prefix_space = add_prefix_space
         self.ignore_merges = ignore_merges
         self._special_rx = (
@@ -207,11 +208,12 @@ class Tokenizer:
         if self.add_prefix_space and text and not text.startswith(" "):
             text = " " + text
         get = self._cache.__getitem__
-        findall = self._findall
         if len(text) <= BLOCK_CHARS or self.pattern not in _BLOCKABLE:
+            findall = self._findall_ascii if text.isascii() else self._findall  # isascii() is O(1)
             return list(chain.from_iterable(map(get, findall(text))))
         ids: list[int] = []
         for block in split_blocks(text, BLOCK_CHARS):
+            findall = self._findall_ascii if block.isascii() else self._findall
             ids += chain.from_iterable(map(get, findall(block)))
         return ids
 

@@ -11,7 +11,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Union
 
-from .pretokenize import BYTES_IN_HF_ORDER, compile_pattern, resolve_pattern
+from .pretokenize import BYTES_IN_HF_ORDER, ascii_findall, compile_pattern, resolve_pattern
 from .tokenizer import Tokenizer
 
 Source = Union[str, os.PathLike]
@@ -24,6 +24,10 @@ RIGHT_MASK = (1 << PAIR_SHIFT) - 1
 COUNT_SHIFT = 2 * PAIR_SHIFT
 PAIR_MASK = (1 << COUNT_SHIFT) - 1
 MAX_VOCAB = 1 << PAIR_SHIFT
+# Corpus files are read this many characters at a time (then completed to the end of the line).
+BLOCK_CHARS = 1 << 20
+# Distinct lines held before their words are counted and the lines dropped.
+LINE_FLUSH = 1 << 18
 
 
 @dataclass
@@ -49,46 +53,62 @@ def _is_file(item: Source) -> bool:
     return len(item) < 4096 and "\n" not in item and os.path.isfile(item)
 
 
-def iter_lines(sources: Iterable[Source]) -> Iterator[Iterable[str]]:
-    """Yield, per source, its lines with their '\\n' (split on '\\n' only, like HF's train(files))."""
+def iter_blocks(sources: Iterable[Source], size: int = BLOCK_CHARS) -> Iterator[str]:
+    """Yield each source as strings of whole lines (a line ends at '\\n' only, as in HF's train(files))."""
     for item in sources:
         if isinstance(item, (str, os.PathLike)) and _is_file(item):
             path = Path(item)
             if not path.is_file():
                 raise FileNotFoundError(f"corpus file not found: {path}")
-            with open(path, encoding="utf-8", newline="\n") as f:
-                yield f
+            with open(path, encoding="utf-8", newline="\n") as f:  # newline="\n": no translation
+                while block := f.read(size):
+                    if not block.endswith("\n"):
+                        block += f.readline()
+                    yield block
         elif isinstance(item, str):
-            yield io.StringIO(item, newline="\n")
+            yield item
         else:
             raise TypeError(f"expected a text (str) or a file path (os.PathLike), got {type(item).__name__}")
 
 
 def count_words(sources: Iterable[Source], pattern: str = "gpt4") -> tuple[Counter, int]:
-    """Count the pre-tokenized words of every line of every source; also return the corpus size in bytes."""
+    """Count the pre-tokenized words of every line of every source; also return the corpus size in chars.
+
+    Identical lines are pre-tokenized once (blank lines, speaker names, repeated boilerplate).
+    """
     findall = compile_pattern(pattern).findall
+    findall_ascii = ascii_findall(resolve_pattern(pattern)) or findall
     words: Counter = Counter()
+    lines: Counter = Counter()
     n_chars = 0
-    for lines in iter_lines(sources):
-        for block in _line_blocks(lines):
-            n_chars += sum(map(len, block))
-            # chain + Counter keep the per-word loop in C.
-            words.update(chain.from_iterable(map(findall, block)))
+    for block in iter_blocks(sources):
+        n_chars += len(block)
+        lines.update(io.StringIO(block, newline="\n"))  # splits after each "\n" only, in C
+        if len(lines) > LINE_FLUSH:  # bound memory on huge corpora of distinct lines
+            _count_line_words(lines, words, findall, findall_ascii)
+            lines.clear()
+    _count_line_words(lines, words, findall, findall_ascii)
     return words, n_chars
 
 
-def _line_blocks(lines: Iterable[str], size: int = 4096) -> Iterator[list[str]]:
-    # Lines in batches keep memory flat on big files while the per-batch work stays in C.
-    block: list[str] = []
-    append = block.append
-    for line in lines:
-        append(line)
-        if len(block) >= size:
-            yield block
-            block = []
-            append = block.append
-    if block:
-        yield block
+def _count_line_words(lines: Counter, words: Counter, findall, findall_ascii) -> None:
+    by_count: dict[int, list[str]] = {}
+    for line, c in lines.items():
+        if c in by_count:
+            by_count[c].append(line)
+        else:
+            by_count[c] = [line]
+    for c, group in by_count.items():
+        ascii_lines = [line for line in group if line.isascii()]
+        other = [line for line in group if not line.isascii()] if len(ascii_lines) < len(group) else []
+        # chain + Counter keep the per-word loop in C; `re` splits ASCII lines twice as fast as `regex`
+        found = chain(chain.from_iterable(map(findall_ascii, ascii_lines)), chain.from_iterable(map(findall, other)))
+        if c == 1:
+            words.update(found)
+        else:
+            get = words.get
+            for word, n in Counter(found).items():
+                words[word] = get(word, 0) + n * c
 
 
 def train(

@@ -1,8 +1,13 @@
 """Split patterns and byte-level stand-ins."""
 import pytest
+import regex
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import bpe
-from bpe.pretokenize import BYTE_TO_CHAR, CHAR_TO_BYTE, bytes_to_token, resolve_pattern, token_to_bytes
+from bpe.pretokenize import (
+    BYTE_TO_CHAR, CHAR_TO_BYTE, GPT4_PATTERN_HF, ascii_findall, bytes_to_token, resolve_pattern, token_to_bytes,
+)
 
 
 def test_gpt2_pattern_splits():
@@ -36,3 +41,21 @@ def test_byte_stand_ins_are_gpt2s():
     assert bytes_to_token(" the".encode()) == "Ġthe"
     assert token_to_bytes("Ġthe") == b" the"
     assert token_to_bytes(bytes_to_token(bytes(range(256)))) == bytes(range(256))
+
+
+ASCII = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), max_size=200)
+ASCII_WORDY = st.text(alphabet=st.sampled_from("aZ09 \t\n\r\x0b\x0c\x1c'sSlLdD!.-_"), max_size=200)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(ASCII, ASCII_WORDY))
+def test_ascii_fast_path_splits_exactly_like_the_unicode_pattern(text):
+    for pattern in (bpe.GPT2_PATTERN, bpe.GPT4_PATTERN, GPT4_PATTERN_HF):
+        fast = ascii_findall(pattern)
+        if fast is None:
+            pytest.skip("re without possessive quantifiers (Python < 3.11)")
+        assert fast(text) == regex.findall(pattern, text)
+
+
+def test_no_ascii_fast_path_for_user_patterns():
+    assert ascii_findall(r"\w+") is None
