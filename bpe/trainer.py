@@ -4,7 +4,7 @@ from __future__ import annotations
 import io
 import os
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from heapq import heapify, heappop, heappush
 from itertools import chain
@@ -181,74 +181,56 @@ def merge_words(
     heap = [pair - (count << COUNT_SHIFT) for pair, count in pair_counts.items()]
     heapify(heap)
     merges: list[tuple[int, int]] = []
-    token_of: dict[tuple[int, int], int] = {}  # bytes of each merged token, to spot a string made twice
-    next_id = 256
+    spelled = [bytes([b]) for b in BYTES_IN_HF_ORDER]  # bytes of each id, to spot a string made twice
+    known = {t: i for i, t in enumerate(spelled)}
     get = pair_counts.get
-    while next_id - 256 < n_merges and heap:
-        entry = heappop(heap)
+    push, pop = heappush, heappop
+    while len(spelled) - 256 < n_merges and heap:
+        entry = pop(heap)
         pair = entry & PAIR_MASK
         count = -(entry >> COUNT_SHIFT)
         current = get(pair, 0)
         if count != current:  # stale: counts only fall, so re-push and pop the next best
             if current > 0:
-                heappush(heap, pair - (current << COUNT_SHIFT))
+                push(heap, pair - (current << COUNT_SHIFT))
             continue
         if count < 1 or count < min_frequency:
             break
         a, b = pair >> PAIR_SHIFT, pair & RIGHT_MASK
         merges.append((a, b))
-        new = _new_id(a, b, next_id, token_of)
-        if new == next_id:
-            next_id += 1
+        joined = spelled[a] + spelled[b]
+        new = known.get(joined)
+        if new is None:  # HF reuses the id when two different merges spell the same bytes
+            new = known[joined] = len(spelled)
+            spelled.append(joined)
         fresh = _apply_merge(a, b, new, where.pop(pair, ()), symbols, counts, pair_counts, where)
         pair_counts[pair] = 0  # it is gone from every word (HF leaves the stale count; same result)
         for p in fresh:
             c = pair_counts[p]
             if c > 0:
-                heappush(heap, p - (c << COUNT_SHIFT))
+                push(heap, p - (c << COUNT_SHIFT))
         if progress is not None and len(merges) % 256 == 0:
             progress(len(merges), n_merges)
     return merges, symbols, counts
 
 
-def _count_pairs(symbols: list[list[int]], counts: list[int]) -> tuple[dict[int, int], dict[int, list[int]]]:
+def _count_pairs(symbols: list[list[int]], counts: list[int]) -> tuple[defaultdict, defaultdict]:
     # Weighted count of every adjacent pair, and for each pair the words that hold it.
-    pair_counts: dict[int, int] = {}
-    where: dict[int, list[int]] = {}
-    get = pair_counts.get
+    pair_counts: defaultdict = defaultdict(int)
+    where: defaultdict = defaultdict(list)
     for i, (w, c) in enumerate(zip(symbols, counts)):
         if len(w) < 2:
             continue
-        pairs = [x << PAIR_SHIFT | y for x, y in zip(w, w[1:])]
-        for pair in pairs:
-            pair_counts[pair] = get(pair, 0) + c
-        for pair in set(pairs) if len(pairs) > 1 else pairs:
-            if pair in where:
-                where[pair].append(i)
-            else:
-                where[pair] = [i]
+        for x, y in zip(w, w[1:]):
+            pair = x << PAIR_SHIFT | y
+            pair_counts[pair] += c
+            where[pair].append(i)  # a repeat inside a word is harmless: the merge re-checks
     return pair_counts, where
-
-
-def _new_id(a: int, b: int, next_id: int, token_of: dict) -> int:
-    # Hugging Face reuses the id when two different merges spell the same byte string.
-    key = (_spell(a, token_of), _spell(b, token_of))
-    joined = key[0] + key[1]
-    existing = token_of.get(joined)
-    if existing is not None:
-        return existing
-    token_of[joined] = next_id
-    token_of[next_id] = joined
-    return next_id
-
-
-def _spell(i: int, token_of: dict) -> tuple:
-    return (i,) if i < 256 else token_of[i]
 
 
 def _apply_merge(
     a: int, b: int, new: int, candidates: list[int], symbols: list[list[int]], counts: list[int],
-    pair_counts: dict[int, int], where: dict[int, list[int]],
+    pair_counts: defaultdict, where: defaultdict,
 ) -> set[int]:
     """Merge (a, b) -> new in the candidate words, left to right without overlaps.
 
@@ -257,50 +239,45 @@ def _apply_merge(
     """
     fresh: set[int] = set()
     add_fresh = fresh.add
-    get_count = pair_counts.get
-    get_where = where.get
     new_hi = new << PAIR_SHIFT
-    a_lo, b_hi = a, b << PAIR_SHIFT
+    b_hi = b << PAIR_SHIFT
+    step = 2 if a == b else 1  # occurrences of `a` that one merge consumes
     for wi in candidates:
         w = symbols[wi]
-        if len(w) == 2:
+        n = len(w)
+        if n == 2:  # the most common case: the word becomes one token, no neighbours
             if w[0] == a and w[1] == b:
                 del w[1]
                 w[0] = new
             continue
-        if a not in w:
-            continue  # a duplicate index entry: this word was merged already
+        left = w.count(a)
+        if not left:
+            continue  # stale index entry: the pair left this word through an earlier merge
         c = counts[wi]
-        n = len(w)
         i = w.index(a)
         while True:
             if i + 1 < n and w[i + 1] == b:
-                if i > 0:
+                if i:
                     p = w[i - 1] << PAIR_SHIFT
-                    pair_counts[p | a_lo] -= c
+                    pair_counts[p | a] -= c
                     k = p | new
-                    pair_counts[k] = get_count(k, 0) + c
+                    pair_counts[k] += c
                     add_fresh(k)
-                    lst = get_where(k)
-                    if lst is None:
-                        where[k] = [wi]
-                    else:
-                        lst.append(wi)
+                    where[k].append(wi)
                 del w[i + 1]
                 w[i] = new
                 n -= 1
+                left -= step
                 if i + 1 < n:
                     x = w[i + 1]
                     pair_counts[b_hi | x] -= c
                     k = new_hi | x
-                    pair_counts[k] = get_count(k, 0) + c
+                    pair_counts[k] += c
                     add_fresh(k)
-                    lst = get_where(k)
-                    if lst is None:
-                        where[k] = [wi]
-                    else:
-                        lst.append(wi)
-            if a not in w[i + 1:]:
+                    where[k].append(wi)
+            else:
+                left -= 1
+            if left <= 0:
                 break
             i = w.index(a, i + 1)
     return fresh
