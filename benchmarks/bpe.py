@@ -152,12 +152,23 @@ def main() -> None:
     reps = max(1, round(args.big_mb / corpus_mb))
     tmp = tempfile.TemporaryDirectory()
     big = Path(tmp.name) / "big.txt"
-    data = args.corpus.read_bytes()
-    big.write_bytes(data if data.endswith(b"\n") else data + b"\n")
-    big.write_bytes(big.read_bytes() * reps)
+    text = args.corpus.read_text(encoding="utf-8")
+    text = text if text.endswith("\n") else text + "\n"
+    big.write_text(text * reps, encoding="utf-8")
     big_mb = big.stat().st_size / 1e6
+    # The repeated file is easy for us (identical lines are pre-tokenized once), so also time a
+    # corpus of the same size whose copies differ: copy r rotates each line's words by r.
+    rotated = Path(tmp.name) / "rotated.txt"
+    lines = text.splitlines()
+    with open(rotated, "w", encoding="utf-8") as f:
+        for r in range(reps):
+            for line in lines:
+                parts = line.split(" ")
+                k = r % len(parts)
+                f.write(" ".join(parts[k:] + parts[:k]) + "\n")
 
-    print(f"corpus {args.corpus.name} ({corpus_mb:.2f} MB) and x{reps} ({big_mb:.1f} MB), vocab {args.vocab_size}, "
+    print(f"corpus {args.corpus.name} ({corpus_mb:.2f} MB), x{reps} repeated ({big_mb:.1f} MB) and x{reps} with "
+          f"each copy's lines rotated by r words (no repeated lines), vocab {args.vocab_size}, "
           f"median of {args.runs}, {os.cpu_count()} cores, python {sys.version.split()[0]}")
     if not with_hf:
         print("tokenizers not installed: Hugging Face columns are skipped")
@@ -166,7 +177,9 @@ def main() -> None:
     print("\ntraining (fresh process per run; peak RSS includes the interpreter)")
     print(header)
     ratios = {}
-    for corpus, label in ((args.corpus, args.corpus.stem[:15]), (big, f"x{reps} {big_mb:.0f} MB")):
+    corpora = ((args.corpus, args.corpus.stem[:15]), (big, f"x{reps} {big_mb:.0f} MB"),
+               (rotated, f"x{reps} rotated"))
+    for corpus, label in corpora:
         for pattern in args.patterns.split(","):
             r = bench_training(corpus, args.vocab_size, pattern, args.runs, with_hf)
             ours = r[("ours", 1)]
