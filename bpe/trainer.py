@@ -27,7 +27,7 @@ MAX_VOCAB = 1 << PAIR_SHIFT
 # Corpus files are read this many characters at a time (then completed to the end of the line).
 BLOCK_CHARS = 1 << 20
 # Distinct lines held before their words are counted and the lines dropped.
-LINE_FLUSH = 1 << 18
+LINE_FLUSH = 1 << 16
 
 
 @dataclass
