@@ -60,9 +60,19 @@ def resolve_pattern(pattern: str) -> str:
     return text
 
 
+# An atom followed by a possessive counted repeat, e.g. `\p{N}{1,3}+` or `[a-z]{2}+`.
+_POSSESSIVE_BRACES = regex.compile(r"(\\p\{\w+\}|\\[dwsDWS]|\[(?:\\.|[^\]\\])*\]|\.|[^\\()\[\]{}|?*+])(\{\d*,?\d*\})\+")
+
+
 def hf_pattern(pattern: str) -> str:
-    """The spelling of a resolved pattern to write into tokenizer.json for Hugging Face's engine."""
-    return GPT4_PATTERN_HF if pattern == GPT4_PATTERN else pattern
+    """The spelling of a resolved pattern to write into tokenizer.json for Hugging Face's engine.
+
+    Oniguruma reads `X{m,n}+` as `(X{m,n})+`, not as possessive: write it as the atomic group
+    `(?>X{m,n})`, which both engines read the same way.
+    """
+    if pattern == GPT4_PATTERN:
+        return GPT4_PATTERN_HF
+    return _POSSESSIVE_BRACES.sub(r"(?>\1\2)", pattern)
 
 
 def compile_pattern(pattern: str) -> regex.Pattern:

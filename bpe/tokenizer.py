@@ -66,6 +66,9 @@ class Tokenizer:
         self._ranks: dict[tuple[int, int], int] = {}
         self._merge_result: list[int] = []
         for rank, (a, b) in enumerate(self._merges):
+            for part in (a, b):
+                if not 0 <= part < len(self._id_to_bytes) or part in self._special_by_id:
+                    raise ValueError(f"merge {rank} ({a}, {b}): id {part} is not a byte-level token")
             new = self._bytes_to_id.get(self._id_to_bytes[a] + self._id_to_bytes[b])
             if new is None:
                 raise ValueError(f"merge {rank} ({a}, {b}): the merged token is not in the vocab")

@@ -111,3 +111,13 @@ def test_tiktoken_with_our_ranks_gives_the_same_ids(shakespeare_pair, shakespear
                             special_tokens={s: i for i, s in enumerate(SPECIALS)})
     text = shakespeare.read_text(encoding="utf-8")[:200_000] + multilingual_text(200, seed=4)
     assert ours.encode(text) == enc.encode_ordinary(text)
+
+
+def test_user_pattern_with_possessive_counts_exports_for_hfs_engine(multilingual_file, tmp_path):
+    pattern = r"\p{N}{1,3}+|\p{L}+| ?[^\s\p{L}\p{N}]+|\s+"
+    ours = bpe.train([multilingual_file], vocab_size=600, pattern=pattern)
+    ours.save(tmp_path / "user.json")
+    hf = tokenizers.Tokenizer.from_file(str(tmp_path / "user.json"))
+    text = DIGITS_AND_MORE + multilingual_text(100, seed=6)
+    assert hf.encode(text).ids == ours.encode(text)
+    assert bpe.Tokenizer.load(tmp_path / "user.json").encode(text) == ours.encode(text)

@@ -147,3 +147,8 @@ def test_hf_digit_quantifier_spelling_keeps_hf_meaning():
     from bpe.tokenizer_json import _from_oniguruma
     rx = bpe.pretokenize.compile_pattern(_from_oniguruma(r"\p{N}{1,3}+|\s"))
     assert rx.findall("1000000 12") == ["1000000", " ", "12"]  # Oniguruma: (\p{N}{1,3})+
+
+
+def test_merge_of_a_special_token_is_named(saved):
+    msg = _corrupt(saved, lambda d: d["model"]["merges"].insert(0, ["<bos>", "<eos>"]))
+    assert "merge 0" in msg
