@@ -3,6 +3,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import bpe
 from bpe.pretokenize import GPT4_PATTERN_HF
@@ -121,3 +123,15 @@ def test_user_pattern_with_possessive_counts_exports_for_hfs_engine(multilingual
     text = DIGITS_AND_MORE + multilingual_text(100, seed=6)
     assert hf.encode(text).ids == ours.encode(text)
     assert bpe.Tokenizer.load(tmp_path / "user.json").encode(text) == ours.encode(text)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(alphabet=st.sampled_from(list("aab b\n\n \t\r'sé1😀,")), min_size=1, max_size=300),
+       st.sampled_from(["gpt2", "gpt4"]))
+def test_random_small_corpora_match_hf(tmp_path, text, pattern):
+    path = tmp_path / "random.txt"
+    path.write_bytes(text.encode("utf-8"))
+    hf = hf_train(path, 300, pattern)
+    ours = bpe.train([path], vocab_size=300, special_tokens=SPECIALS, pattern=pattern)
+    assert_same_model(hf, ours)
+    assert ours.encode(text) == hf.encode(text).ids

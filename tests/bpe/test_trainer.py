@@ -2,6 +2,8 @@
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import bpe
 from bpe.pretokenize import BYTE_TO_CHAR, BYTES_IN_HF_ORDER
@@ -155,3 +157,46 @@ def test_shakespeare_trains_and_round_trips(shakespeare: Path):
     text = shakespeare.read_text(encoding="utf-8")[:20000]
     assert tok.decode(tok.encode(text)) == text
     assert len(tok.merges) == 1000 - 258
+
+
+def naive_merges(words: dict[str, int], n_merges: int) -> list[tuple[int, int]]:
+    """The textbook algorithm: recount every pair before each merge (slow, obviously right)."""
+    symbols = {w: [BYTES_IN_HF_ORDER.index(b) for b in w.encode()] for w in words}
+    merges = []
+    for new in range(256, 256 + n_merges):
+        counts: dict[tuple[int, int], int] = {}
+        for w, ids in symbols.items():
+            for pair in zip(ids, ids[1:]):
+                counts[pair] = counts.get(pair, 0) + words[w]
+        if not counts:
+            break
+        best = min(counts, key=lambda p: (-counts[p], p))  # highest count, then smallest (left, right)
+        merges.append(best)
+        for w, ids in symbols.items():
+            out, i = [], 0
+            while i < len(ids):
+                if i + 1 < len(ids) and (ids[i], ids[i + 1]) == best:
+                    out.append(new)
+                    i += 2
+                else:
+                    out.append(ids[i])
+                    i += 1
+            symbols[w] = out
+    return merges
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.text(alphabet="abcab ", min_size=1, max_size=12), st.integers(1, 5), max_size=12),
+       st.integers(1, 40))
+def test_incremental_merges_equal_the_textbook_algorithm(words, n_merges):
+    # small alphabets force repeated and overlapping pairs ("aaa", "abab") and many ties
+    merges, _, _ = merge_words(words, n_merges)
+    expected = naive_merges(words, n_merges)
+    # the textbook loop has no "same string made twice" rule: compare up to the first such merge
+    spelled = [bytes([b]) for b in BYTES_IN_HF_ORDER]
+    for rank, (a, b) in enumerate(merges):
+        if spelled[a] + spelled[b] in spelled:
+            merges, expected = merges[:rank + 1], expected[:rank + 1]
+            break
+        spelled.append(spelled[a] + spelled[b])
+    assert merges == expected
