@@ -252,6 +252,11 @@ class Tokenizer:
                 break
             a, b = merges[rank]
             new = self._merge_result[rank]
+            if ids.count(a) == 1:  # the usual case: that one `a` starts the pair
+                i = ids.index(a)
+                ids[i] = new
+                del ids[i + 1]
+                continue
             out = []
             i, n = 0, len(ids)
             while i < n:
