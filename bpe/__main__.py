@@ -57,6 +57,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
         raise UsageError(f"--out {args.out}: folder {out_dir} does not exist")
     started = time.perf_counter()
     show = not args.quiet and sys.stderr.isatty()
+    total_mb = sum(path.stat().st_size for path in args.corpus) / 1e6
+    if show and total_mb > 20:  # pre-tokenizing runs at ~10-20 MB/s: say what is happening
+        print(f"bpe: pre-tokenizing {total_mb:.0f} MB ...", file=sys.stderr, flush=True)
 
     def progress(done: int, total: int) -> None:
         if show and time.perf_counter() - started > 1.0:  # only long trainings get a progress line
