@@ -53,8 +53,9 @@ def _is_file(item: Source) -> bool:
     return len(item) < 4096 and "\n" not in item and os.path.isfile(item)
 
 
-def iter_blocks(sources: Iterable[Source], size: int = BLOCK_CHARS) -> Iterator[str]:
+def iter_blocks(sources: Iterable[Source], size: int | None = None) -> Iterator[str]:
     """Yield each source as strings of whole lines (a line ends at '\\n' only, as in HF's train(files))."""
+    size = size or BLOCK_CHARS
     for item in sources:
         if isinstance(item, (str, os.PathLike)) and _is_file(item):
             path = Path(item)
@@ -80,28 +81,36 @@ def count_words(sources: Iterable[Source], pattern: str = "gpt4") -> tuple[Count
     findall_ascii = ascii_findall(resolve_pattern(pattern)) or findall
     words: Counter = Counter()
     lines: Counter = Counter()
+    all_ascii = True  # str.isascii() is O(1): knowing every block is ASCII skips the per-line checks
     n_chars = 0
     for block in iter_blocks(sources):
         n_chars += len(block)
+        all_ascii = all_ascii and block.isascii()
         lines.update(io.StringIO(block, newline="\n"))  # splits after each "\n" only, in C
         if len(lines) > LINE_FLUSH:  # bound memory on huge corpora of distinct lines
-            _count_line_words(lines, words, findall, findall_ascii)
+            _count_line_words(lines, words, findall, findall_ascii, all_ascii)
             lines.clear()
-    _count_line_words(lines, words, findall, findall_ascii)
+    _count_line_words(lines, words, findall, findall_ascii, all_ascii)
     return words, n_chars
 
 
-def _count_line_words(lines: Counter, words: Counter, findall, findall_ascii) -> None:
-    by_count: dict[int, list[str]] = {}
-    for line, c in lines.items():
-        if c in by_count:
-            by_count[c].append(line)
+def _count_line_words(lines: Counter, words: Counter, findall, findall_ascii, all_ascii: bool) -> None:
+    # Lines seen c times add c x their words; lines are grouped by c so each group is one C-level pass.
+    groups: dict[int, list[str]] = {1: [line for line, c in lines.items() if c == 1]}
+    if len(groups[1]) < len(lines):
+        for line, c in lines.items():
+            if c > 1:
+                if c in groups:
+                    groups[c].append(line)
+                else:
+                    groups[c] = [line]
+    for c, group in groups.items():
+        if all_ascii:
+            ascii_lines, other = group, []
         else:
-            by_count[c] = [line]
-    for c, group in by_count.items():
-        ascii_lines = [line for line in group if line.isascii()]
-        other = [line for line in group if not line.isascii()] if len(ascii_lines) < len(group) else []
-        # chain + Counter keep the per-word loop in C; `re` splits ASCII lines twice as fast as `regex`
+            ascii_lines = [line for line in group if line.isascii()]
+            other = [line for line in group if not line.isascii()]
+        # `re` splits ASCII lines twice as fast as `regex`; chain + Counter keep the word loop in C
         found = chain(chain.from_iterable(map(findall_ascii, ascii_lines)), chain.from_iterable(map(findall, other)))
         if c == 1:
             words.update(found)

@@ -200,3 +200,21 @@ def test_incremental_merges_equal_the_textbook_algorithm(words, n_merges):
             break
         spelled.append(spelled[a] + spelled[b])
     assert merges == expected
+
+
+@pytest.mark.parametrize("pattern", ["gpt2", "gpt4"])
+def test_word_counts_equal_a_plain_per_line_count_with_small_blocks_and_flushes(tmp_path, monkeypatch, pattern):
+    from bpe import trainer
+    from .corpora import multilingual_text
+    text = multilingual_text(300, seed=9) + "same line\n" * 50 + "ascii only\r\n" * 3
+    path = tmp_path / "c.txt"
+    path.write_bytes(text.encode())
+    rx = bpe.pretokenize.compile_pattern(pattern)
+    expected: dict = {}
+    for line in text.split("\n")[:-1]:  # the text ends with "\n"
+        for word in rx.findall(line + "\n"):
+            expected[word] = expected.get(word, 0) + 1
+    monkeypatch.setattr(trainer, "LINE_FLUSH", 10)
+    monkeypatch.setattr(trainer, "BLOCK_CHARS", 100)
+    words, _ = count_words([path], pattern)
+    assert dict(words) == expected
