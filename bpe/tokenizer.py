@@ -62,18 +62,20 @@ class Tokenizer:
         if missing:
             raise ValueError(f"the vocab lacks {len(missing)} of the 256 byte tokens (first: byte {missing[0]})")
         self._byte_ids = [self._bytes_to_id[bytes([b])] for b in range(256)]
-        self._merges = [tuple(m) for m in merges]
-        self._ranks: dict[tuple[int, int], int] = {}
-        self._merge_result: list[int] = []
-        for rank, (a, b) in enumerate(self._merges):
-            for part in (a, b):
-                if not 0 <= part < len(self._id_to_bytes) or part in self._special_by_id:
-                    raise ValueError(f"merge {rank} ({a}, {b}): id {part} is not a byte-level token")
-            new = self._bytes_to_id.get(self._id_to_bytes[a] + self._id_to_bytes[b])
-            if new is None:
-                raise ValueError(f"merge {rank} ({a}, {b}): the merged token is not in the vocab")
-            self._ranks.setdefault((a, b), rank)
-            self._merge_result.append(new)
+        self._merges = [(a, b) for a, b in merges]
+        parts = {x for merge in self._merges for x in merge}
+        if parts and (min(parts) < 0 or max(parts) >= len(self._id_to_bytes) or parts & self._special_by_id.keys()):
+            rank, bad = next((r, x) for r, m in enumerate(self._merges) for x in m
+                             if not 0 <= x < len(self._id_to_bytes) or x in self._special_by_id)
+            raise ValueError(f"merge {rank} {self._merges[rank]}: id {bad} is not a byte-level token")
+        id_to_bytes, get_id = self._id_to_bytes, self._bytes_to_id.get
+        self._merge_result: list[int] = [get_id(id_to_bytes[a] + id_to_bytes[b]) for a, b in self._merges]
+        if None in self._merge_result:
+            rank = self._merge_result.index(None)
+            raise ValueError(f"merge {rank} {self._merges[rank]}: the merged token is not in the vocab")
+        # pair -> rank; reversed so that the first rank wins if a file lists a pair twice
+        n = len(self._merges)
+        self._ranks: dict[tuple[int, int], int] = dict(zip(reversed(self._merges), range(n - 1, -1, -1)))
         self.pattern = resolve_pattern(pattern)
         self._findall = regex.compile(self.pattern).findall
         self._findall_ascii = ascii_findall(self.pattern) or self._findall

@@ -208,3 +208,14 @@ def test_big_text_encodes_like_small_pieces_would(tok, monkeypatch):
     assert len(split_blocks(text, 500)) > 10
     assert tok.encode(text) == whole
     assert tok.decode(whole) == text
+
+
+def test_constructor_rejects_merges_of_special_or_unknown_ids():
+    base = bpe.Tokenizer.from_merges([], special_tokens=("<s>",))
+    id_to_bytes = [base.id_to_bytes(i) for i in range(base.vocab_size)]
+    with pytest.raises(ValueError, match="id 0 is not a byte-level token"):
+        bpe.Tokenizer(id_to_bytes, [(0, 5)], {"<s>": 0})
+    with pytest.raises(ValueError, match="id 999 is not a byte-level token"):
+        bpe.Tokenizer(id_to_bytes, [(5, 6), (5, 999)], {"<s>": 0})
+    with pytest.raises(ValueError, match="merge 0 .* not in the vocab"):
+        bpe.Tokenizer(id_to_bytes, [(5, 6)], {"<s>": 0})
