@@ -8,6 +8,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from heapq import heapify, heappop, heappush
 from itertools import chain
+from operator import mul
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Union
 
@@ -138,7 +139,7 @@ def train(
     words, _ = count_words(files_or_texts, regex_text)
     if not words:
         raise ValueError("the corpus is empty: there is no text to train on")
-    corpus_bytes = sum(len(w.encode("utf-8")) * c for w, c in words.items())
+    corpus_bytes = sum(map(mul, map(len, map(str.encode, words)), words.values()))  # UTF-8 bytes x counts
     n_merges = vocab_size - len(special_tokens) - 256
     merges, symbols, counts = merge_words(words, n_merges, min_frequency, progress)
     offset = len(special_tokens)
@@ -149,7 +150,7 @@ def train(
         merges=len(merges),
         seconds=time.perf_counter() - started,
         corpus_bytes=corpus_bytes,
-        tokens=sum(len(s) * c for s, c in zip(symbols, counts)),
+        tokens=sum(map(mul, map(len, symbols), counts)),
         unique_words=len(words),
     )
     return tok
