@@ -178,7 +178,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     p.add_argument("--vocab-size", type=int, default=8000)
-    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--runs", type=int, default=5, help="runs per setup on the corpus (medians)")
+    p.add_argument("--big-runs", type=int, default=3, help="runs per setup on the 10 MB corpora")
     p.add_argument("--patterns", default="gpt2,gpt4")
     p.add_argument("--big-mb", type=float, default=10.0, help="size of the repeated corpus")
     args = p.parse_args()
@@ -193,7 +194,8 @@ def main() -> None:
 
     print(f"corpus {args.corpus.name} ({corpus_mb:.2f} MB); x{reps}: repeated {reps} times ({big_mb:.1f} MB); "
           f"x{reps} rot: copy r has each line's words rotated by r (no line repeats across copies)")
-    print(f"vocab {args.vocab_size}, medians of {args.runs} interleaved runs, {os.cpu_count()} cores, "
+    print(f"vocab {args.vocab_size}, medians of {args.runs} ({args.big_runs} for 10 MB) interleaved runs, "
+          f"{os.cpu_count()} cores, "
           f"python {sys.version.split()[0]}")
     if not with_hf:
         print("tokenizers not installed: Hugging Face columns are skipped")
@@ -206,7 +208,8 @@ def main() -> None:
     for corpus, label in ((args.corpus, args.corpus.stem[:15]), (big, f"x{reps} ({big_mb:.0f} MB)"),
                           (rotated, f"x{reps} rot")):
         for pattern in args.patterns.split(","):
-            r = bench_training(corpus, args.vocab_size, pattern, args.runs, with_hf)
+            runs = args.runs if corpus == args.corpus else args.big_runs
+            r = bench_training(corpus, args.vocab_size, pattern, runs, with_hf)
             ours = r["ours"]
             row = f"{label:<16}{pattern:<8}{ours['seconds']:>7.3f}"
             if with_hf:
