@@ -179,7 +179,7 @@ def merge_words(
     min_frequency: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[tuple[int, int]], list[list[int]], list[int]]:
-    """Learn up to n_merges merges from word counts; ids: bytes 0..255 in HF order, merge i -> 256 + i.
+    """Learn up to n_merges merges from word counts (ids: bytes 0..255 in HF order, then 256, 257, ...).
 
     Returns the merges (left, right) in rank order and the merged words with their counts.
     """
@@ -200,7 +200,7 @@ def merge_words(
         pair = entry & PAIR_MASK
         count = -(entry >> COUNT_SHIFT)
         current = get(pair, 0)
-        if count != current:  # stale: counts only fall, so re-push and pop the next best
+        if count != current:  # stale (the pair lost occurrences): re-push with its count, as HF does
             if current > 0:
                 push(heap, pair - (current << COUNT_SHIFT))
             continue
