@@ -135,3 +135,17 @@ def test_random_small_corpora_match_hf(tmp_path, text, pattern):
     ours = bpe.train([path], vocab_size=300, special_tokens=SPECIALS, pattern=pattern)
     assert_same_model(hf, ours)
     assert ours.encode(text) == hf.encode(text).ids
+
+
+def test_hf_file_with_add_prefix_space_encodes_identically(multilingual_file, tmp_path):
+    tok = tokenizers.Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tok.decoder = decoders.ByteLevel()
+    tok.train([str(multilingual_file)], trainers.BpeTrainer(
+        vocab_size=600, special_tokens=SPECIALS, show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.save(str(tmp_path / "prefix.json"))
+    ours = bpe.Tokenizer.load(tmp_path / "prefix.json")
+    assert ours.add_prefix_space
+    for text in ["hello world", " hello", "\nhello", "hi<eos>there you", "<bos>x", "", DIGITS_AND_MORE]:
+        assert ours.encode(text, allowed_special="all") == tok.encode(text).ids
