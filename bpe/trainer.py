@@ -29,6 +29,8 @@ MAX_VOCAB = 1 << PAIR_SHIFT
 BLOCK_CHARS = 1 << 20
 # Distinct lines held before their words are counted and the lines dropped.
 LINE_FLUSH = 1 << 16
+# Words longer than this are rebuilt in one pass per merge instead of edited in place.
+LONG_WORD = 64
 
 
 @dataclass
@@ -231,10 +233,17 @@ def _count_pairs(symbols: list[list[int]], counts: list[int]) -> tuple[defaultdi
     for i, (w, c) in enumerate(zip(symbols, counts)):
         if len(w) < 2:
             continue
+        if len(w) > LONG_WORD:  # list a long word once per pair, or a merge would visit it once per repeat
+            pairs = [x << PAIR_SHIFT | y for x, y in zip(w, w[1:])]
+            for pair in pairs:
+                pair_counts[pair] += c
+            for pair in set(pairs):
+                where[pair].append(i)
+            continue
         for x, y in zip(w, w[1:]):
             pair = x << PAIR_SHIFT | y
             pair_counts[pair] += c
-            where[pair].append(i)  # a repeat inside a word is harmless: the merge re-checks
+            where[pair].append(i)  # a repeat inside a short word is harmless: the merge re-checks
     return pair_counts, where
 
 
@@ -264,6 +273,9 @@ def _apply_merge(
         if not left:
             continue  # stale index entry: the pair left this word through an earlier merge
         c = counts[wi]
+        if left > 1 and n > LONG_WORD:
+            symbols[wi] = _merge_long_word(w, a, b, new, c, wi, left, pair_counts, where, add_fresh)
+            continue
         i = w.index(a)
         while True:
             if i + 1 < n and w[i + 1] == b:
@@ -291,3 +303,52 @@ def _apply_merge(
                 break
             i = w.index(a, i + 1)
     return fresh
+
+
+def _merge_long_word(
+    w: list[int], a: int, b: int, new: int, c: int, wi: int, left: int,
+    pair_counts: defaultdict, where: defaultdict, add_fresh: Callable[[int], None],
+) -> list[int]:
+    """_apply_merge for one long word with several `a`s: rebuilt in one pass, O(length) per merge.
+
+    Deleting in place would shift the tail once per occurrence (quadratic on a 10^5-symbol word),
+    and the word is listed once per new pair, not once per occurrence.
+    """
+    new_hi, b_hi = new << PAIR_SHIFT, b << PAIR_SHIFT
+    step = 2 if a == b else 1
+    n = len(w)
+    out: list[int] = []
+    start = 0  # w[start:] is not copied yet
+    i = w.index(a)
+    while True:
+        if i + 1 < n and w[i + 1] == b:
+            out += w[start:i]  # the stretch since the last occurrence, copied in C
+            if out:  # HF's deltas in its left-to-right order: the left neighbour may be `new`
+                p = out[-1] << PAIR_SHIFT
+                pair_counts[p | a] -= c
+                k = p | new
+                pair_counts[k] += c
+                add_fresh(k)
+                lst = where[k]
+                if not lst or lst[-1] != wi:
+                    lst.append(wi)
+            if i + 2 < n:
+                x = w[i + 2]
+                pair_counts[b_hi | x] -= c
+                k = new_hi | x
+                pair_counts[k] += c
+                add_fresh(k)
+                lst = where[k]
+                if not lst or lst[-1] != wi:
+                    lst.append(wi)
+            out.append(new)
+            start = i = i + 2
+            left -= step
+        else:
+            i += 1
+            left -= 1
+        if left <= 0:
+            break
+        i = w.index(a, i)
+    out += w[start:]
+    return out

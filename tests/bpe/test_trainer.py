@@ -190,6 +190,30 @@ def naive_merges(words: dict[str, int], n_merges: int) -> list[tuple[int, int]]:
        st.integers(1, 40))
 def test_incremental_merges_equal_the_textbook_algorithm(words, n_merges):
     # small alphabets force repeated and overlapping pairs ("aaa", "abab") and many ties
+    check_against_textbook(words, n_merges)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(st.text(alphabet="abcab ", min_size=1, max_size=30), st.integers(1, 5), max_size=8),
+       st.integers(1, 40))
+def test_long_word_path_equals_the_textbook_algorithm(words, n_merges):
+    from bpe import trainer
+    old = trainer.LONG_WORD
+    trainer.LONG_WORD = 2  # every word of 3+ symbols with repeats takes the one-pass rebuild
+    try:
+        check_against_textbook(words, n_merges)
+    finally:
+        trainer.LONG_WORD = old
+
+
+def test_a_very_long_word_is_merged_in_one_pass_per_merge():
+    # 10^5 symbols: in-place deletes (or one visit per repeat) would be quadratic
+    tok = bpe.train(["a" * 100_000], vocab_size=262, special_tokens=(), pattern=LETTERS)
+    assert [tok.id_to_bytes(i) for i in range(256, 262)] == [b"a" * 2 ** k for k in range(1, 7)]
+    assert tok.train_stats.tokens == 100_000 // 64 + 1  # 1562 x a^64, then a^32
+
+
+def check_against_textbook(words: dict, n_merges: int) -> None:
     merges, _, _ = merge_words(words, n_merges)
     expected = naive_merges(words, n_merges)
     # the textbook loop has no "same string made twice" rule: compare up to the first such merge
