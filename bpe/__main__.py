@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
+from .pretokenize import resolve_pattern
 from .tokenizer import Tokenizer
 from .tokenizer_json import TokenizerFileError
 from .trainer import train
@@ -52,6 +53,10 @@ def _cmd_train(args: argparse.Namespace) -> None:
     if args.vocab_size < 256 + len(specials):
         raise UsageError(f"--vocab-size {args.vocab_size} is too small: it must be at least 256 bytes + "
                          f"{len(specials)} special tokens = {256 + len(specials)}")
+    try:
+        resolve_pattern(args.pattern)
+    except ValueError as exc:
+        raise UsageError(f"--pattern: {exc}") from None
     out_dir = args.out.resolve().parent
     if not out_dir.is_dir():
         raise UsageError(f"--out {args.out}: folder {out_dir} does not exist")

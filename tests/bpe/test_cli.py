@@ -119,3 +119,8 @@ def test_module_entry_point_runs(trained):
     proc = subprocess.run([sys.executable, "-m", "bpe", "train", "missing.txt"],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 2 and proc.stderr.strip() == "bpe: error: corpus file not found: missing.txt"
+
+
+def test_bad_pattern_names_the_option(corpus, tmp_path, capsys):
+    err = one_line_error(capsys, "train", str(corpus), "--pattern", "(", "--out", str(tmp_path / "t.json"))
+    assert "--pattern" in err and "does not compile" in err
