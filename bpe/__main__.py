@@ -73,10 +73,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
     try:
         tok = train(args.corpus, vocab_size=args.vocab_size, special_tokens=specials, pattern=args.pattern,
                     min_frequency=args.min_frequency, progress=progress)
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"a corpus file is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
     except ValueError as exc:
-        raise UsageError(f"{exc} (corpus: {', '.join(map(str, args.corpus))})") from None
+        named = "corpus file" in str(exc)
+        raise UsageError(str(exc) if named else f"{exc} (corpus: {', '.join(map(str, args.corpus))})") from None
     if show and time.perf_counter() - started > 1.0:
         print(file=sys.stderr)
     tok.save(args.out)

@@ -64,11 +64,14 @@ def iter_blocks(sources: Iterable[Source], size: int | None = None) -> Iterator[
             path = Path(item)
             if not path.is_file():
                 raise FileNotFoundError(f"corpus file not found: {path}")
-            with open(path, encoding="utf-8", newline="\n") as f:  # newline="\n": no translation
-                while block := f.read(size):
-                    if not block.endswith("\n"):
-                        block += f.readline()
-                    yield block
+            try:
+                with open(path, encoding="utf-8", newline="\n") as f:  # newline="\n": no translation
+                    while block := f.read(size):
+                        if not block.endswith("\n"):
+                            block += f.readline()
+                        yield block
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"corpus file {path} is not valid UTF-8 ({exc.reason})") from None
         elif isinstance(item, str):
             yield item
         else:

@@ -109,7 +109,8 @@ def test_bad_option_and_missing_output_folder(corpus, tmp_path, capsys):
 def test_invalid_utf8_corpus(tmp_path, capsys):
     path = tmp_path / "latin1.txt"
     path.write_bytes("caf\xe9\n".encode("latin-1"))
-    assert "UTF-8" in one_line_error(capsys, "train", str(path), "--out", str(tmp_path / "t.json"))
+    err = one_line_error(capsys, "train", str(path), "--out", str(tmp_path / "t.json"))
+    assert "UTF-8" in err and "latin1.txt" in err
 
 
 def test_module_entry_point_runs(trained):
