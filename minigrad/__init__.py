@@ -9,3 +9,5 @@ from minigrad.gradcheck import GradcheckError, gradcheck  # noqa: F401
 
 __version__ = "0.1.0"
 from minigrad import nn  # noqa: E402,F401
+from minigrad import optim  # noqa: E402,F401
+from minigrad.serialization import load, save  # noqa: E402,F401

@@ -1,0 +1,103 @@
+"""TinyGPT: the tutorial's decoder-only transformer, written with minigrad.nn.
+
+Parameter names and shapes are the tutorial's PyTorch ones (tok_embed.weight, pos_embed,
+blocks.N.attn.in_proj_weight, blocks.N.ff.0.weight, ...), so a state_dict moves between the
+two unchanged. Attention uses nn.MultiheadAttention's parameters through one packed op
+(minigrad.nn.functional.packed_self_attention); generation adds a key/value cache.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import minigrad as mg
+from minigrad import nn
+from minigrad.nn import functional as F
+from tinygpt.config import GPTConfig
+
+
+class Block(nn.Module):
+    """Causal self-attention and an MLP, each with a residual connection and a LayerNorm."""
+
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.attn = nn.MultiheadAttention(cfg.n_embd, cfg.n_heads, dropout=cfg.dropout, bias=cfg.bias,
+                                          batch_first=True)
+        self.ln1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.ff = nn.Sequential(nn.Linear(cfg.n_embd, cfg.ffn_mult * cfg.n_embd, bias=cfg.bias),
+                                nn.GELU(approximate=cfg.gelu),
+                                nn.Linear(cfg.ffn_mult * cfg.n_embd, cfg.n_embd, bias=cfg.bias))
+        self.ln2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def self_attention(self, x: mg.Tensor, cache: dict | None = None) -> mg.Tensor:
+        """Causal multi-head attention with the MHA module's weights; `cache` holds past keys/values."""
+        a = self.attn
+        qkv = F.linear(x, a.in_proj_weight, a.in_proj_bias)  # (B, T, 3C)
+        if cache is None:
+            y = F.packed_self_attention(qkv, a.num_heads, is_causal=True,
+                                        dropout_p=a.dropout if self.training else 0.0)
+        else:
+            b, t, c3 = qkv.shape
+            c, h = c3 // 3, a.num_heads
+            q, k, v = (part.reshape(b, t, h, c // h).transpose(1, 2) for part in qkv.split(c, dim=-1))
+            if "k" in cache:
+                k, v = mg.cat([cache["k"], k], dim=2), mg.cat([cache["v"], v], dim=2)
+            cache["k"], cache["v"] = k, v
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(b, t, c)
+        return a.out_proj(y)
+
+    def forward(self, x: mg.Tensor, cache: dict | None = None) -> mg.Tensor:
+        if self.cfg.norm == "post":  # the tutorial: x = LN(x + f(x))
+            x = self.ln1(x + self.drop(self.self_attention(x, cache)))
+            return self.ln2(x + self.drop(self.ff(x)))
+        x = x + self.drop(self.self_attention(self.ln1(x), cache))  # GPT-2: x = x + f(LN(x))
+        return x + self.drop(self.ff(self.ln2(x)))
+
+
+class TinyGPT(nn.Module):
+    """Token + learned position embeddings, n_layers blocks, a final LayerNorm and a linear head."""
+
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.tok_embed = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.pos_embed = nn.Parameter(mg.zeros(1, cfg.block_size, cfg.n_embd))  # zeros, as the tutorial
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layers)])
+        self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        if cfg.tie_weights:
+            self.head.weight = self.tok_embed.weight
+
+    def forward(self, idx: Any, targets: Any = None, caches: list | None = None, start_pos: int = 0) -> Any:
+        """Logits (B, T, vocab) for token ids (B, T); with targets, (logits, mean cross-entropy loss)."""
+        ids = idx.data if isinstance(idx, mg.Tensor) else idx
+        b, t = ids.shape
+        if start_pos + t > self.cfg.block_size:
+            raise ValueError(f"sequence of {start_pos + t} tokens exceeds the model's context of "
+                             f"{self.cfg.block_size} (block_size)")
+        x = self.tok_embed(ids) + self.pos_embed[:, start_pos:start_pos + t]
+        x = self.drop(x)
+        for i, block in enumerate(self.blocks):
+            x = block(x, None if caches is None else caches[i])
+        logits = self.head(self.ln_f(x))
+        if targets is None:
+            return logits
+        tg = targets.data if isinstance(targets, mg.Tensor) else targets
+        loss = F.cross_entropy(logits.reshape(b * t, -1), tg.reshape(-1))
+        return logits, loss
+
+    def new_caches(self) -> list:
+        """Empty per-layer key/value caches for incremental decoding."""
+        return [{} for _ in self.blocks]
+
+    def param_groups(self, weight_decay: float) -> list:
+        """AdamW groups: decay 2-D weights (matmuls, embeddings); not biases, LayerNorms or pos_embed."""
+        decay, no_decay, seen = [], [], set()
+        for name, p in self.named_parameters():
+            if id(p) in seen:
+                continue
+            seen.add(id(p))
+            (decay if p.ndim == 2 else no_decay).append(p)
+        return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
