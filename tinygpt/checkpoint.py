@@ -1,11 +1,13 @@
 """Run folders: model.safetensors, optimizer.safetensors (+ .json), config.json, tokenizer.json.
 
-Every file is written to a temp name in the same folder and renamed into place, so a crash or
-Ctrl-C never leaves a half-written checkpoint; nothing is ever unpickled.
+A checkpoint is first written whole under temporary names in the run folder; only then is each
+file renamed into place, config.json (which holds the step) last. A crash or Ctrl-C while writing
+leaves the previous checkpoint intact; nothing is ever unpickled.
 """
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -48,17 +50,31 @@ def _unflatten_state(obj: Any, arrays: dict, device: Any) -> Any:
 
 def save_checkpoint(run_dir: "str | Path", model: Any, optimizer: Any, tokenizer: Any, config: GPTConfig,
                     train_state: dict) -> None:
-    """Write the whole run state; each file atomically."""
+    """Write the whole run state: every file staged under a temp name first, then renamed, config.json last."""
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    mg.save(model.state_dict(), run / "model.safetensors")
-    if optimizer is not None:
-        arrays: dict = {}
-        meta = _flatten_state(optimizer.state_dict(), arrays)
-        mg.save({k: mg.Tensor(v) for k, v in arrays.items()}, run / "optimizer.safetensors")
-        atomic_write_text(run / "optimizer.json", json.dumps(meta))
-    tokenizer.save(str(run / "tokenizer.json"))
-    atomic_write_text(run / "config.json", json.dumps({"model": config.to_dict(), **train_state}, indent=2))
+    staged: list[tuple[Path, Path]] = []
+
+    def stage(name: str) -> Path:
+        tmp = run / f".{name}.staged.tmp"
+        staged.append((tmp, run / name))
+        return tmp
+
+    try:
+        mg.save(model.state_dict(), stage("model.safetensors"))
+        if optimizer is not None:
+            arrays: dict = {}
+            meta = _flatten_state(optimizer.state_dict(), arrays)
+            mg.save({k: mg.Tensor(v) for k, v in arrays.items()}, stage("optimizer.safetensors"))
+            atomic_write_text(stage("optimizer.json"), json.dumps(meta))
+        tokenizer.save(str(stage("tokenizer.json")))
+        atomic_write_text(stage("config.json"), json.dumps({"model": config.to_dict(), **train_state}, indent=2))
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    for tmp, final in staged:  # all files are complete on disk: now swap them in
+        os.replace(tmp, final)
 
 
 def read_config(run_dir: "str | Path") -> dict:

@@ -155,7 +155,7 @@ def _tokenizer_fingerprint(tok: Any) -> str:
 
 def get_batch(ids: np.ndarray, batch_size: int, block_size: int, rng: np.random.Generator) -> tuple:
     """Random contiguous windows: x = ids[i:i+T], y = ids[i+1:i+T+1], as int64 arrays (B, T)."""
-    starts = rng.integers(0, len(ids) - block_size - 1, size=batch_size)
+    starts = rng.integers(0, len(ids) - block_size, size=batch_size)  # the last window ends at ids[-1]
     offsets = np.arange(block_size + 1)
     window = ids[starts[:, None] + offsets].astype(np.int64)
     return window[:, :-1], window[:, 1:]

@@ -17,6 +17,9 @@ def atomic_write_text(path: "str | Path", text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+            f.flush()
+            os.fsync(f.fileno())  # the bytes reach the disk before the rename makes them visible
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)  # mkstemp's 0600 is too private
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
