@@ -126,3 +126,18 @@ def test_tied_weights_share_one_parameter():
     _, loss = model(ids, ids)
     loss.backward()
     assert model.head.weight.grad is not None
+
+
+def test_a_saved_model_safetensors_loads_into_the_tutorials_pytorch_model(tmp_path):
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import load_file
+    cfg = small_cfg()
+    mg.manual_seed(2)
+    ours = TinyGPT(cfg)
+    mg.save(ours.state_dict(), tmp_path / "model.safetensors")
+    theirs = torch_tutorial_model(torch, cfg)
+    result = theirs.load_state_dict(load_file(str(tmp_path / "model.safetensors")), strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    idx = np.random.default_rng(3).integers(0, cfg.vocab_size, (2, 10))
+    np.testing.assert_allclose(ours(idx).numpy(), theirs(torch.from_numpy(idx))[0].detach().numpy(),
+                               rtol=1e-4, atol=1e-4)
