@@ -46,6 +46,8 @@ TARGETS_IGN = np.array([1, -100, 3, 0, -100])
 SPECS: dict[str, list[Case]] = {
     # ---------------- elementwise
     "Add": [Case(lambda lib, x, y: x + y, [(3, 4), (3, 4)]),
+            Case(lambda lib, x, y: x.T + y, [(4, 3), (3, 4)], note="non-contiguous (transposed) input"),
+            Case(lambda lib, x, y: x + y, [(), (2, 3)], note="0-d tensor"),
             Case(lambda lib, x, y: x + y, [(3, 1), (1, 4)], note="broadcast both"),
             Case(lambda lib, x, y: x + y, [(2, 3, 4), (4,)], note="broadcast rank")],
     "Sub": [Case(lambda lib, x, y: x - y, [(3, 4), (4,)]), Case(lambda lib, x: 2.0 - x, [(5,)])],
@@ -91,10 +93,14 @@ SPECS: dict[str, list[Case]] = {
                   Case(lambda lib, x: x.logsumexp(dim=(0, 1), keepdim=True), [(2, 3)])],
     # ---------------- movement
     "Reshape": [Case(lambda lib, x: x.reshape(4, 3), [(3, 4)]), Case(lambda lib, x: x.view(-1), [(2, 3)]),
-                Case(lambda lib, x: x.unsqueeze(1).squeeze(1).flatten(), [(2, 3)])],
+                Case(lambda lib, x: x.unsqueeze(1).squeeze(1).flatten(), [(2, 3)]),
+                Case(lambda lib, x: x.squeeze(), [(1, 3, 1)]), Case(lambda lib, x: x.unsqueeze(-1), [(3,)]),
+                Case(lambda lib, x: x.flatten(1), [(2, 3, 2)])],
     "Permute": [Case(lambda lib, x: x.permute(2, 0, 1), [(2, 3, 4)]), Case(lambda lib, x: x.T, [(3, 4)]),
                 Case(lambda lib, x: x.transpose(0, 1), [(3, 4)])],
-    "Expand": [Case(lambda lib, x: x.expand(2, 3, 4), [(3, 1)])],
+    "Expand": [Case(lambda lib, x: x.expand(2, 3, 4), [(3, 1)]),
+               Case(lambda lib, x: x.broadcast_to((2, 4)), [(4,)]),
+               Case(lambda lib, x: x.expand(-1, 3), [(2, 1)])],
     "GetItem": [Case(lambda lib, x: x[1:, ::2], [(3, 4)]), Case(lambda lib, x: x[:, 1], [(3, 4)]),
                 Case(lambda lib, x: x[lib.tensor(np.array([0, 2, 0, 1]))], [(3, 4)], note="repeated rows"),
                 Case(lambda lib, x: x[lib.tensor(np.array([0, 2, 2])), lib.tensor(np.array([1, 3, 3]))], [(3, 4)]),
@@ -115,8 +121,8 @@ SPECS: dict[str, list[Case]] = {
     # ---------------- fused
     "Linear": [Case(lambda lib, x, w, b: lib.F.linear(x, w, b), [(2, 3, 4), (5, 4), (5,)]),
                Case(lambda lib, x, w: lib.F.linear(x, w), [(3, 4), (2, 4)])],
-    "PackedSelfAttention": [Case(lambda lib, qkv: lib.packed_attention(qkv, 2), [(2, 3, 12)], torch=False),
-                            Case(lambda lib, qkv: lib.packed_attention(qkv, 3), [(2, 5, 18)], torch=False,
+    "PackedSelfAttention": [Case(lambda lib, qkv: lib.packed_attention(qkv, 2), [(2, 3, 12)]),
+                            Case(lambda lib, qkv: lib.packed_attention(qkv, 3), [(2, 5, 18)],
                                  note="projection check")],
     "Embedding": [Case(lambda lib, w: lib.F.embedding(lib.tensor(IDS), w), [(5, 3)])],
     "Softmax": [Case(lambda lib, x: lib.F.softmax(x, dim=-1), [(3, 5)]),
@@ -173,8 +179,13 @@ def torch_lib() -> SimpleNamespace:
     """The same namespace for PyTorch."""
     import torch
     import torch.nn.functional as F
+    def packed_attention(qkv: Any, n_heads: int) -> Any:  # split heads, causal SDPA, merge heads
+        b, t, c3 = qkv.shape
+        heads = [x.reshape(b, t, n_heads, -1).transpose(1, 2) for x in qkv.split(c3 // 3, dim=-1)]
+        return F.scaled_dot_product_attention(*heads, is_causal=True).transpose(1, 2).reshape(b, t, c3 // 3)
+
     return SimpleNamespace(tensor=lambda a: torch.tensor(a), cat=torch.cat, stack=torch.stack, where=torch.where,
-                           maximum=torch.maximum, minimum=torch.minimum, F=F)
+                           maximum=torch.maximum, minimum=torch.minimum, F=F, packed_attention=packed_attention)
 
 
 def all_cases() -> list[tuple[str, int, Case]]:

@@ -162,3 +162,76 @@ def test_packed_self_attention_equals_split_heads_and_sdpa():
 def test_linear_equals_matmul_plus_bias():
     a, b = twice((2, 3, 4), (5, 4), (5,))
     assert_same(lambda x, w, bias: F.linear(x, w, bias), lambda x, w, bias: x @ w.T + bias, a, b)
+
+
+def _composed_cross_entropy(targets, ignore_index, reduction):
+    valid = targets != ignore_index
+
+    def composed(x):
+        logp = x - x.logsumexp(-1, keepdim=True)
+        picked = logp[mg.tensor(np.arange(len(targets))), mg.tensor(np.where(valid, targets, 0))]
+        losses = -(picked * mg.tensor(valid.astype(np.float64), dtype="float64"))
+        return losses if reduction == "none" else losses.sum()
+
+    return composed
+
+
+@pytest.mark.parametrize("reduction", ["sum", "none"])
+def test_cross_entropy_other_reductions_equal_composed(reduction):
+    targets = np.array([3, 5, 0, -1, 6])
+    a, b = twice((5, 7))
+    assert_same(lambda x: F.cross_entropy(x, mg.tensor(targets), ignore_index=-1, reduction=reduction),
+                _composed_cross_entropy(targets, -1, reduction), a, b)
+
+
+def test_layer_norm_without_affine_equals_composed():
+    a, b = twice((4, 6))
+
+    def composed(x):
+        mu = x.mean(-1, keepdim=True)
+        return (x - mu) / (x.var(-1, keepdim=True, correction=0) + 1e-5).sqrt()
+
+    assert_same(lambda x: F.layer_norm(x, (6,)), composed, a, b)
+
+
+def test_dropout_equals_composed_mask_under_the_same_seed():
+    a, b = twice((6, 5))
+
+    def fused(x):
+        mg.manual_seed(3)
+        return F.dropout(x, 0.4)
+
+    def composed(x):
+        mg.manual_seed(3)
+        keep = mg.rand(*x.shape, dtype=x.dtype) >= 0.4
+        return x * mg.tensor(keep.numpy(), dtype=x.dtype) * (1 / 0.6)
+
+    assert_same(fused, composed, a, b)
+
+
+def test_attention_with_bool_mask_and_dropout_equals_composed():
+    a, b = twice((2, 2, 5, 3), (2, 2, 5, 3), (2, 2, 5, 3))
+    allowed = np.random.default_rng(4).random((5, 5)) < 0.7
+    allowed[:, 0] = True  # every query sees at least one key
+
+    def fused(q, k, v):
+        mg.manual_seed(5)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mg.tensor(allowed), dropout_p=0.3)
+
+    def composed(q, k, v):
+        s = (q @ k.transpose(-2, -1)) * (1 / math.sqrt(3))
+        p = F.softmax(mg.where(mg.tensor(allowed), s, -math.inf), -1)
+        mg.manual_seed(5)
+        keep = mg.rand(*p.shape, dtype=p.dtype) >= 0.3
+        return (p * mg.tensor(keep.numpy(), dtype=p.dtype) * (1 / 0.7)) @ v
+
+    assert_same(fused, composed, a, b)
+
+
+def test_gelu_exact_gradient_matches_its_formula():
+    x = leaves((50,))[0]
+    F.gelu(x).backward(mg.ones(50, dtype="float64"))
+    v = x.numpy()
+    cdf = np.array([0.5 * (1 + math.erf(t / math.sqrt(2))) for t in v])
+    pdf = np.exp(-v * v / 2) / math.sqrt(2 * math.pi)
+    np.testing.assert_allclose(x.grad.numpy(), cdf + v * pdf, rtol=1e-12, atol=1e-14)
