@@ -47,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _cmd_train(args: argparse.Namespace) -> None:
     for path in args.corpus:
+        if path.is_dir():
+            raise UsageError(f"corpus {path} is a folder, not a text file")
         if not path.is_file():
             raise UsageError(f"corpus file not found: {path}")
     specials = [s for s in args.special_tokens.split(",") if s]

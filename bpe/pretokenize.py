@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 import regex
 
@@ -60,8 +61,29 @@ def resolve_pattern(pattern: str) -> str:
     return text
 
 
-# An atom followed by a possessive counted repeat, e.g. `\p{N}{1,3}+` or `[a-z]{2}+`.
-_POSSESSIVE_BRACES = regex.compile(r"(\\p\{\w+\}|\\[dwsDWS]|\[(?:\\.|[^\]\\])*\]|\.|[^\\()\[\]{}|?*+])(\{\d*,?\d*\})\+")
+# One token of a regex, read left to right so escapes and classes stay whole: \p{..}, an escape,
+# a character class or one character; then an optional counted repeat followed by `+`.
+_TOKEN = regex.compile(r"(\\[pP]\{[^}]*\}|\\.|\[\^?\]?(?:\\.|[^\]\\])*\]|.)(\{\d+(?:,\d*)?\}\+|\{,\d+\}\+)?",
+                       regex.DOTALL)
+
+
+def rewrite_counted_plus(pattern: str, wrap: Callable[[str, str], str]) -> str:
+    """Replace each `X{m,n}+` (X an atom or a whole group) with wrap(X, "{m,n}")."""
+    out: list[str] = []
+    opens: list[int] = []  # where in `out` each open group starts
+    for m in _TOKEN.finditer(pattern):
+        atom, repeat = m.group(1), m.group(2)
+        start = len(out)
+        if atom == "(":
+            opens.append(start)
+        elif atom == ")" and opens:
+            start = opens.pop()
+        out.append(atom)
+        if repeat:
+            body = "".join(out[start:])
+            del out[start:]
+            out.append(wrap(body, repeat[:-1]))
+    return "".join(out)
 
 
 def hf_pattern(pattern: str) -> str:
@@ -72,7 +94,7 @@ def hf_pattern(pattern: str) -> str:
     """
     if pattern == GPT4_PATTERN:
         return GPT4_PATTERN_HF
-    return _POSSESSIVE_BRACES.sub(r"(?>\1\2)", pattern)
+    return rewrite_counted_plus(pattern, lambda body, repeat: f"(?>{body}{repeat})")
 
 
 def compile_pattern(pattern: str) -> regex.Pattern:

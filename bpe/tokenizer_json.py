@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 import regex
 
-from .pretokenize import CHAR_TO_BYTE, GPT2_PATTERN, GPT4_PATTERN, GPT4_PATTERN_HF, hf_pattern
+from .pretokenize import CHAR_TO_BYTE, GPT2_PATTERN, GPT4_PATTERN, GPT4_PATTERN_HF, hf_pattern, rewrite_counted_plus
 
 if TYPE_CHECKING:
     from .tokenizer import Tokenizer
@@ -141,7 +141,7 @@ def _from_oniguruma(pattern: str) -> str:
     if pattern == GPT4_PATTERN_HF:
         return GPT4_PATTERN
     # Oniguruma reads `X{m,n}+` as `(X{m,n})+`, the `regex` package as possessive: keep HF's meaning.
-    return regex.sub(r"(\\p\{\w+\}|\\[dws]|\[[^\]]*\])(\{\d*,?\d*\})\+", r"(?:\1\2)+", pattern)
+    return rewrite_counted_plus(pattern, lambda body, repeat: f"(?:{body}{repeat})+")
 
 
 def _read_added_tokens(items: Any) -> dict[str, int]:

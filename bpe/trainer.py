@@ -226,6 +226,8 @@ def merge_words(
                 push(heap, p - (c << COUNT_SHIFT))
         if progress is not None and len(merges) % 256 == 0:
             progress(len(merges), n_merges)
+    if progress is not None and len(merges) % 256:
+        progress(len(merges), n_merges)  # the last report: where training ended
     return merges, symbols, counts
 
 

@@ -125,3 +125,24 @@ def test_module_entry_point_runs(trained):
 def test_bad_pattern_names_the_option(corpus, tmp_path, capsys):
     err = one_line_error(capsys, "train", str(corpus), "--pattern", "(", "--out", str(tmp_path / "t.json"))
     assert "--pattern" in err and "does not compile" in err
+
+
+def test_long_training_shows_a_progress_line_on_a_terminal(corpus, tmp_path, capsys, monkeypatch):
+    import itertools
+    import types
+
+    from bpe import __main__ as cli
+    clock = itertools.count(0.0, 2.0)  # every reading of the clock is two seconds later
+    monkeypatch.setattr(cli, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    code, stdout, err = run_cli(capsys, "train", str(corpus), "--vocab-size", "900", "--out", str(tmp_path / "t.json"))
+    assert code == 0
+    n = bpe.Tokenizer.load(tmp_path / "t.json").vocab_size - 258  # this corpus runs out of pairs first
+    assert 256 < n < 642
+    assert err == f"\rbpe: merge 256/642 (39%)\rbpe: merge {n}/642 ({100 * n // 642}%)\n"
+    assert f"trained {n} merges" in stdout
+
+
+def test_corpus_folder_is_named(tmp_path, capsys):
+    err = one_line_error(capsys, "train", str(tmp_path), "--out", str(tmp_path / "t.json"))
+    assert "is a folder" in err

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import bpe
-from bpe.pretokenize import GPT4_PATTERN_HF
+from bpe.pretokenize import GPT4_PATTERN_HF, hf_pattern
 
 from .corpora import multilingual_text
 
@@ -69,6 +69,14 @@ def test_shakespeare_ids_match_hf(shakespeare_pair, shakespeare):
     assert ours.encode(text) == hf.encode(text).ids
 
 
+def test_shakespeare_with_the_gpt2_pattern_matches_hf(shakespeare):
+    hf = hf_train(shakespeare, 8000, "gpt2")
+    ours = bpe.train([shakespeare], vocab_size=8000, special_tokens=SPECIALS, pattern="gpt2")
+    assert_same_model(hf, ours)
+    text = shakespeare.read_text(encoding="utf-8")[:300_000]
+    assert ours.encode(text) == hf.encode(text).ids
+
+
 def test_hf_loads_our_file_and_we_load_hfs(shakespeare_pair, tmp_path):
     hf, ours = shakespeare_pair
     ours.save(tmp_path / "ours.json")
@@ -103,6 +111,35 @@ def test_tiktoken_spelling_would_diverge_in_hfs_engine():
     glued = pre_tokenizers.Split(Regex(bpe.GPT4_PATTERN), "isolated").pre_tokenize_str("1000000")
     assert [p for p, _ in glued] == ["1000000"]
     assert bpe.split("1000000", "gpt4") == ["100", "000", "0"]
+
+
+# possessive counted repeats after a group, an escape, a class and \p{..}, next to a plain `{2}`
+TRICKY_PATTERN = r"(?:ab){1,2}+|\.{2}+|[^\s\p{L}.]{2,}+|\p{N}{1,3}+|x{2}|\p{L}+|\s+|."
+TRICKY_TEXT = "ababab abab ab ... .. . 1234567 ;;;;; !!x xxx ab.ab\tq 12"
+
+
+def test_exported_user_pattern_splits_like_ours_in_hfs_engine():
+    exported = pre_tokenizers.Split(Regex(hf_pattern(TRICKY_PATTERN)), "isolated")
+    assert [p for p, _ in exported.pre_tokenize_str(TRICKY_TEXT)] == bpe.split(TRICKY_TEXT, TRICKY_PATTERN)
+
+
+def test_loaded_hf_pattern_splits_like_hfs_engine():
+    from bpe.tokenizer_json import _from_oniguruma
+    hf_pieces = [p for p, _ in pre_tokenizers.Split(Regex(TRICKY_PATTERN), "isolated").pre_tokenize_str(TRICKY_TEXT)]
+    assert hf_pieces == bpe.split(TRICKY_TEXT, _from_oniguruma(TRICKY_PATTERN))
+    assert hf_pieces != bpe.split(TRICKY_TEXT, TRICKY_PATTERN)  # the two engines really differ here
+
+
+def test_min_frequency_matches_hf(multilingual_file):
+    for min_frequency in (2, 60):
+        hf = tokenizers.Tokenizer(models.BPE())
+        hf.pre_tokenizer = hf_pre_tokenizer("gpt2")
+        hf.train([str(multilingual_file)], trainers.BpeTrainer(
+            vocab_size=3000, special_tokens=SPECIALS, show_progress=False, min_frequency=min_frequency,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+        ours = bpe.train([multilingual_file], vocab_size=3000, pattern="gpt2", min_frequency=min_frequency)
+        assert len(ours.merges) < 3000 - 258  # stopped early
+        assert_same_model(hf, ours)
 
 
 def test_tiktoken_with_our_ranks_gives_the_same_ids(shakespeare_pair, shakespeare):

@@ -59,3 +59,12 @@ def test_ascii_fast_path_splits_exactly_like_the_unicode_pattern(text):
 
 def test_no_ascii_fast_path_for_user_patterns():
     assert ascii_findall(r"\w+") is None
+
+
+def test_counted_plus_is_exported_atomic_after_atoms_escapes_classes_and_groups():
+    from bpe.pretokenize import hf_pattern
+    assert hf_pattern(r"\p{N}{1,3}+|x{2}|\s+") == r"(?>\p{N}{1,3})|x{2}|\s+"
+    assert hf_pattern(r"\.{2}+|[^\]x]{2,}+") == r"(?>\.{2})|(?>[^\]x]{2,})"
+    assert hf_pattern(r"((?:ab){2}+c){1,2}+") == r"(?>((?>(?:ab){2})c){1,2})"
+    assert hf_pattern(r"\{2}+|a\\{3}+") == r"\{2}+|a(?>\\{3})"  # an escaped brace is no repeat
+    assert hf_pattern(bpe.GPT4_PATTERN) == GPT4_PATTERN_HF
