@@ -2,8 +2,12 @@
 
 Every op reaches its array library through ``Device.xp`` (numpy on "cpu", cupy on
 "cuda"), so the same op code runs on both. What cannot be written once for both
-(scatter-add, erf, random numbers, host transfer, synchronisation) lives here and
-nowhere else.
+(scatter-add, erf, random numbers, host transfer, synchronisation, memory statistics,
+the optional fused CUDA kernels) lives here and nowhere else.
+
+cupy is imported only when a "cuda" device is first asked for. Status of the CUDA path:
+API- and compile-checked in CI (on a numpy-backed stand-in and with NVRTC), not yet
+verified on a GPU; see docs/cuda.md.
 """
 from __future__ import annotations
 
@@ -18,14 +22,27 @@ class Device:
 
     The hooks are the only code that is not written once for both libraries:
     erf(x), scatter_add(target, indices, values), to_host(array), from_host(numpy_array),
-    default_rng(seed) and synchronize().
+    default_rng(seed), synchronize() and memory_stats(). ``kernels`` is None or an object
+    with fused kernels (minigrad.cuda_kernels: gelu_forward, gelu_backward, adamw_step) that
+    ops use when it is set, i.e. on "cuda" only.
+
+    ``Device("cuda")``, ``Device("cuda:1")`` or ``Device("cuda", 1)`` (no array module given)
+    returns the same cached object as ``minigrad.device(...)``, as torch.device does.
     """
 
     __slots__ = ("type", "index", "xp", "rng", "erf", "scatter_add", "to_host", "from_host", "default_rng",
-                 "synchronize")
+                 "synchronize", "memory_stats", "kernels")
 
-    def __init__(self, type: str, index: int, xp: Any, *, erf: Any = None, scatter_add: Any = None,
-                 to_host: Any = None, from_host: Any = None, default_rng: Any = None, synchronize: Any = None) -> None:
+    def __new__(cls, type: str, index: "int | None" = None, xp: Any = None, **hooks: Any) -> "Device":
+        if xp is None:
+            return device(type if index is None else f"{type}:{index}")
+        return super().__new__(cls)
+
+    def __init__(self, type: str, index: "int | None" = None, xp: Any = None, *, erf: Any = None,
+                 scatter_add: Any = None, to_host: Any = None, from_host: Any = None, default_rng: Any = None,
+                 synchronize: Any = None, memory_stats: Any = None, kernels: Any = None) -> None:
+        if xp is None:
+            return  # Device("cuda"): __new__ returned the cached, initialised device
         self.type = type
         self.index = index
         self.xp = xp
@@ -36,6 +53,8 @@ class Device:
         self.from_host = from_host or (lambda a: a)
         self.default_rng = default_rng or np.random.default_rng
         self.synchronize = synchronize or (lambda: None)
+        self.memory_stats = memory_stats or (lambda: {})
+        self.kernels = kernels
 
     def __repr__(self) -> str:
         return f"device(type='{self.type}', index={self.index})" if self.type == "cuda" else "device(type='cpu')"
@@ -65,7 +84,8 @@ def _load_cupy() -> Any:
         import cupy  # noqa: F401
     except ImportError as e:
         raise CudaUnavailableError(
-            "device 'cuda' needs cupy, which is not installed: pip install -e \".[cuda]\" (cupy-cuda12x)") from e
+            "device 'cuda' needs cupy, which is not installed: pip install -e \".[cuda]\" (cupy-cuda12x; "
+            "cupy-cuda13x for CUDA 13 drivers; see docs/cuda.md)") from e
     try:
         n = cupy.cuda.runtime.getDeviceCount()
     except Exception as e:  # CUDARuntimeError without a driver
@@ -73,6 +93,15 @@ def _load_cupy() -> Any:
     if n == 0:
         raise CudaUnavailableError("device 'cuda': cupy is installed but no GPU was found")
     return cupy
+
+
+def cuda_unavailable_reason() -> "str | None":
+    """None when device 'cuda' can be used, else the one-line reason (cupy or a GPU missing)."""
+    try:
+        device("cuda")
+    except CudaUnavailableError as e:
+        return str(e)
+    return None
 
 
 def device(spec: "str | Device | None" = None) -> Device:
@@ -96,6 +125,13 @@ def device(spec: "str | Device | None" = None) -> Device:
             cupy = _load_cupy()
             if index >= cupy.cuda.runtime.getDeviceCount():
                 raise CudaUnavailableError(f"device {spec!r}: only {cupy.cuda.runtime.getDeviceCount()} GPU(s) found")
+            # cupy allocates and launches on the thread's current GPU, and minigrad does not switch it per op
+            in_use = [d for d in _DEVICES.values() if d.xp is cupy]
+            if in_use:
+                raise CudaUnavailableError(
+                    f"device {spec!r}: minigrad uses one GPU per process and {in_use[0]} is already in use; "
+                    f"start another process (e.g. with CUDA_VISIBLE_DEVICES={index}) for the other GPU")
+            cupy.cuda.Device(index).use()
             dev = _cupy_device(cupy, index)
         seed_device(dev, _SEED)
         _DEVICES[key] = dev
@@ -104,15 +140,24 @@ def device(spec: "str | Device | None" = None) -> Device:
 
 def _cupy_device(cupy: Any, index: int) -> Device:
     """A CUDA device: cupy plus the few cupy-specific calls."""
+    import os
+
     import cupyx
     import cupyx.scipy.special
+
+    from minigrad.cuda_kernels import CudaKernels
 
     def synchronize() -> None:
         cupy.cuda.Device(index).synchronize()
 
+    def memory_stats() -> dict:
+        pool = cupy.get_default_memory_pool()
+        return {"used_bytes": int(pool.used_bytes()), "total_bytes": int(pool.total_bytes())}
+
+    kernels = None if os.environ.get("MINIGRAD_CUDA_KERNELS") == "0" else CudaKernels(cupy)
     return Device("cuda", index, cupy, erf=cupyx.scipy.special.erf, scatter_add=cupyx.scatter_add,
                   to_host=lambda a: a.get(), from_host=cupy.asarray, default_rng=cupy.random.default_rng,
-                  synchronize=synchronize)
+                  synchronize=synchronize, memory_stats=memory_stats, kernels=kernels)
 
 
 def register_device(dev: Device) -> Device:

@@ -18,6 +18,22 @@ import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
 from minigrad import backend
+from minigrad.cuda_kernels import ReferenceKernels
+
+
+def cupy_or_skip(what: str = "this test") -> Any:
+    """Import cupy (the [cuda-check] extra) or skip; with MINIGRAD_REQUIRE_CUDA_CHECK=1 (set by .ci/run), fail instead."""
+    import os
+
+    import pytest
+    try:
+        import cupy
+        return cupy
+    except ImportError:
+        msg = f"{what} needs cupy: pip install -e \".[cuda-check]\" (no GPU needed)"
+        if os.environ.get("MINIGRAD_REQUIRE_CUDA_CHECK") == "1":
+            pytest.fail(msg + " [MINIGRAD_REQUIRE_CUDA_CHECK=1]")
+        pytest.skip(msg)
 
 
 class Syncs:
@@ -222,7 +238,10 @@ def _unwrap_host(a: Any) -> Any:
 
 
 def make_device(index: int = 99) -> backend.Device:
-    """Register the stand-in as device 'cuda:<index>' and return it (needs cupy importable)."""
+    """Register the stand-in as device 'cuda:<index>' and return it (needs cupy importable; once per index)."""
+    known = backend._DEVICES.get(("cuda", index))
+    if known is not None and isinstance(known.xp, StrictModule):
+        return known
     import cupy
     StrictModule.names = frozenset(dir(cupy))
     StrictArray.names = frozenset(dir(cupy.ndarray))
@@ -232,6 +251,9 @@ def make_device(index: int = 99) -> backend.Device:
     def erf(x: StrictArray) -> StrictArray:
         return StrictArray(backend._erf_cpu(x._a))
 
+    # fused kernels run as their array-namespace references (tests/minigrad/test_cuda_kernels.py runs the
+    # CUDA sources themselves as host-compiled C++)
     dev = backend.Device("cuda", index, xp, erf=erf, scatter_add=lambda t, i, v: xp.add.at(t, i, v),
-                         to_host=lambda a: a.get(), from_host=xp.asarray, default_rng=StrictGenerator)
+                         to_host=lambda a: a.get(), from_host=xp.asarray, default_rng=StrictGenerator,
+                         kernels=ReferenceKernels(xp))
     return backend.register_device(dev)
