@@ -1,10 +1,12 @@
 """Forward+backward time of each fused op at the tutorial's sizes, and its error against PyTorch.
 
-python benchmarks/fused_ops.py [--repeats 20]
+python benchmarks/fused_ops.py [--repeats 20] [--only NAME]
 
-Sizes: B=32, T=128, C=128, H=4, vocab 8000, MLP 512, float32. Times are medians of
-interleaved runs (minigrad, torch, minigrad, ...) in one process; the error is the max
-absolute difference of outputs and input gradients against torch on identical inputs.
+Sizes: B=32, T=128, C=128, H=4, vocab 8000, MLP 512. Times are float32 medians of
+interleaved runs (minigrad, torch, minigrad, ...) in one process. The errors are the max
+absolute differences from torch of the output and of the input gradients (the largest over
+inputs), on identical inputs and upstream gradient, in float32 and in float64. Dropout has no
+torch column (the two libraries draw different masks). The last line is a one-line summary.
 """
 from __future__ import annotations
 
@@ -80,9 +82,19 @@ def run_torch(fn, arrays, g):
     return dt, out.detach().numpy(), [t.grad.numpy() for t in ins]
 
 
+def errors(fn_mg, fn_t, arrays, g, dtype) -> tuple[float, float]:
+    """Max abs difference from torch of the output and of the input gradients, on inputs cast to dtype."""
+    cast = [a.astype(dtype) for a in arrays]
+    _, out, grads = run_minigrad(fn_mg, cast, g.astype(dtype))
+    _, out_t, grads_t = run_torch(fn_t, cast, g.astype(dtype))
+    assert out.dtype == out_t.dtype == dtype
+    return float(np.abs(out - out_t).max()), max(float(np.abs(a - b).max()) for a, b in zip(grads, grads_t))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--only", default="", help="run the ops whose name contains this text")
     args = ap.parse_args()
     try:
         import torch
@@ -90,30 +102,37 @@ def main() -> None:
     except ImportError:
         torch = None
     rng = np.random.default_rng(0)
-    print(f"{'op (fwd+bwd)':32s} {'minigrad ms':>12s} {'torch ms':>10s} {'ratio':>7s} {'max abs err':>12s}")
+    print(f"{'op (fwd+bwd, float32)':30s} {'minigrad ms':>11s} {'torch ms':>9s} {'ratio':>6s}   "
+          f"max abs err vs torch: {'f32 value':>9s} {'f32 grad':>9s} {'f64 value':>9s} {'f64 grad':>9s}")
     total_mg = total_t = 0.0
     for name, arrays, fn_mg, fn_t in cases(rng):
+        if args.only not in name:
+            continue
         probe = fn_mg(*[mg.tensor(a) for a in arrays])
         g = rng.standard_normal(probe.shape).astype(np.float32)
-        mg_times, t_times, err = [], [], float("nan")
+        errs = [float("nan")] * 4
+        if torch is not None and fn_t is not None:
+            errs = [*errors(fn_mg, fn_t, arrays, g, np.float32), *errors(fn_mg, fn_t, arrays, g, np.float64)]
+        mg_times, t_times = [], []
         for i in range(args.repeats + 2):  # 2 warm-up rounds, interleaved A/B
             mg.manual_seed(0)
-            dt, out, grads = run_minigrad(fn_mg, arrays, g)
+            dt, _, _ = run_minigrad(fn_mg, arrays, g)
             if i >= 2:
                 mg_times.append(dt)
             if torch is not None and fn_t is not None:
-                dt_t, out_t, grads_t = run_torch(fn_t, arrays, g)
+                dt_t, _, _ = run_torch(fn_t, arrays, g)
                 if i >= 2:
                     t_times.append(dt_t)
-                if i == 0:
-                    err = max(float(np.abs(a - b).max()) for a, b in zip([out] + grads, [out_t] + grads_t))
         m = statistics.median(mg_times) * 1e3
         t = statistics.median(t_times) * 1e3 if t_times else float("nan")
         if t_times:
             total_mg, total_t = total_mg + m, total_t + t
-        print(f"{name:32s} {m:12.2f} {t:10.2f} {m / t if t_times else float('nan'):7.2f} {err:12.2e}")
+        err_cols = " ".join(f"{e:9.1e}" if e == e else f"{'-':>9s}" for e in errs)
+        t_cols = f"{t:9.2f} {m / t:6.2f}" if t_times else f"{'-':>9s} {'-':>6s}"
+        print(f"{name:30s} {m:11.2f} {t_cols}   {'':21s} {err_cols}")
     print(f"summary: fused ops fwd+bwd total {total_mg:.1f} ms minigrad vs {total_t:.1f} ms torch "
-          f"(ops with a torch reference; ratio {total_mg / total_t if total_t else float('nan'):.2f}, lower is better)")
+          f"(ops with a torch reference, medians of {args.repeats}; ratio "
+          f"{total_mg / total_t if total_t else float('nan'):.2f}, lower is better)")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,8 @@ IDX = np.array([[0, 2], [1, 1], [3, 0]])
 IDS = np.array([[1, 4, 4], [0, 2, 1]])
 TARGETS = np.array([1, 0, 3, 3, 2])
 TARGETS_IGN = np.array([1, -100, 3, 0, -100])
+BIG_IDS = np.random.default_rng(1).integers(0, 50, (4, 10))  # repeats: the scatter-add accumulates
+BIG_TARGETS = np.where(np.arange(32) % 7 == 0, -100, np.random.default_rng(2).integers(0, 50, 32))
 
 
 SPECS: dict[str, list[Case]] = {
@@ -117,16 +119,19 @@ SPECS: dict[str, list[Case]] = {
                Case(lambda lib, a, b: a @ b, [(3, 4), (4,)]), Case(lambda lib, a, b: a @ b, [(4,), (4,)]),
                Case(lambda lib, a, b: a @ b, [(2, 3, 4), (4, 2)]),
                Case(lambda lib, a, b: a @ b, [(2, 1, 3, 4), (3, 4, 2)], note="batch broadcast"),
-               Case(lambda lib, a, b: a.T @ b, [(4, 3), (4, 2)], note="transposed view")],
+               Case(lambda lib, a, b: a.T @ b, [(4, 3), (4, 2)], note="transposed view"),
+               Case(lambda lib, a, b: a @ b, [(2, 8, 16), (16, 12)], note="projection check")],
     # ---------------- fused
     "Linear": [Case(lambda lib, x, w, b: lib.F.linear(x, w, b), [(2, 3, 4), (5, 4), (5,)]),
                Case(lambda lib, x, w: lib.F.linear(x, w), [(3, 4), (2, 4)])],
     "PackedSelfAttention": [Case(lambda lib, qkv: lib.packed_attention(qkv, 2), [(2, 3, 12)]),
                             Case(lambda lib, qkv: lib.packed_attention(qkv, 3), [(2, 5, 18)],
                                  note="projection check")],
-    "Embedding": [Case(lambda lib, w: lib.F.embedding(lib.tensor(IDS), w), [(5, 3)])],
+    "Embedding": [Case(lambda lib, w: lib.F.embedding(lib.tensor(IDS), w), [(5, 3)]),
+                  Case(lambda lib, w: lib.F.embedding(lib.tensor(BIG_IDS), w), [(50, 8)], note="projection check")],
     "Softmax": [Case(lambda lib, x: lib.F.softmax(x, dim=-1), [(3, 5)]),
-                Case(lambda lib, x: lib.F.softmax(x, dim=0), [(3, 5)])],
+                Case(lambda lib, x: lib.F.softmax(x, dim=0), [(3, 5)]),
+                Case(lambda lib, x: lib.F.softmax(x, dim=-1), [(6, 40)], note="projection check")],
     "LogSoftmax": [Case(lambda lib, x: lib.F.log_softmax(x, dim=-1), [(3, 5)]),
                    Case(lambda lib, x: lib.F.log_softmax(x, dim=1), [(2, 3, 4)])],
     "CrossEntropy": [Case(lambda lib, x: lib.F.cross_entropy(x, lib.tensor(TARGETS)), [(5, 4)]),
@@ -134,11 +139,16 @@ SPECS: dict[str, list[Case]] = {
                      Case(lambda lib, x: lib.F.cross_entropy(x, lib.tensor(TARGETS), reduction="sum"), [(5, 4)]),
                      Case(lambda lib, x: lib.F.cross_entropy(x, lib.tensor(TARGETS_IGN), reduction="none"), [(5, 4)]),
                      Case(lambda lib, x: lib.F.cross_entropy(x, lib.tensor(TARGETS[:4].reshape(2, 2))), [(2, 4, 2)],
-                          note="(N, C, d) layout")],
+                          note="(N, C, d) layout"),
+                     Case(lambda lib, x: lib.F.cross_entropy(x, lib.tensor(BIG_TARGETS)), [(32, 50)],
+                          note="projection check")],
     "LayerNorm": [Case(lambda lib, x, w, b: lib.F.layer_norm(x, (6,), w, b), [(4, 6), (6,), (6,)]),
                   Case(lambda lib, x: lib.F.layer_norm(x, (6,)), [(2, 3, 6)], note="no affine: sum is constant"),
-                  Case(lambda lib, x, w, b: lib.F.layer_norm(x, (2, 3), w, b), [(2, 2, 3), (2, 3), (2, 3)])],
-    "Gelu": [Case(lambda lib, x: lib.F.gelu(x), [(3, 5)]), Case(lambda lib, x: lib.F.gelu(x, approximate="tanh"), [(3, 5)])],
+                  Case(lambda lib, x, w, b: lib.F.layer_norm(x, (2, 3), w, b), [(2, 2, 3), (2, 3), (2, 3)]),
+                  Case(lambda lib, x, w, b: lib.F.layer_norm(x, (32,), w, b), [(4, 8, 32), (32,), (32,)],
+                       note="projection check")],
+    "Gelu": [Case(lambda lib, x: lib.F.gelu(x), [(3, 5)]), Case(lambda lib, x: lib.F.gelu(x, approximate="tanh"), [(3, 5)]),
+             Case(lambda lib, x: lib.F.gelu(x, approximate="tanh"), [(10, 20)], note="projection check")],
     "Dropout": [Case(lambda lib, x: lib.dropout_seeded(x, 0.3), [(4, 5)], float32=False, torch=False)],
     "ScaledDotProductAttention": [
         Case(lambda lib, q, k, v: lib.F.scaled_dot_product_attention(q, k, v, is_causal=True), [(1, 2, 3, 2)] * 3),
