@@ -131,21 +131,45 @@ def test_gradcheck_catches_zero_softmax_backward_that_sum_would_miss():
         mg.gradcheck(lambda t: ZeroGradSoftmax.apply(t), [x])
 
 
-def test_gradcheck_projection_mode_reports_failure():
+class TripleWithDoubleGrad(Function):
+    """y = 3x with a wrong backward (2g): the bug the checks below must find."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x * 3.0
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 2.0
+
+
+TripleWithDoubleGrad.__module__ = "tests.bad"
+
+
+def test_gradcheck_projection_mode_names_the_worst_element_on_failure():
     x = mg.randn(20, 10, dtype="float64", requires_grad=True)  # 200 elements: projection mode
+    with pytest.raises(mg.GradcheckError, match=r"TripleWithDoubleGrad, input 0, gradient \(projection 0 failed.*"
+                                                r"200 of 200 entries off; worst at \(\d+, \d+\)"):
+        mg.gradcheck(lambda t: TripleWithDoubleGrad.apply(t), [x])
 
-    class Bad(Function):
-        @staticmethod
-        def forward(ctx, x):
-            return x * 3.0
 
-        @staticmethod
-        def backward(ctx, g):
-            return g * 2.0
+def test_gradcheck_projection_only_report_for_very_large_inputs():
+    x = mg.randn(20, 10, dtype="float64", requires_grad=True)
+    with pytest.raises(mg.GradcheckError, match=r"input 0, projection 0 \(grad \. u\)"):
+        mg.gradcheck(lambda t: TripleWithDoubleGrad.apply(t), [x], full_on_failure=0)
 
-    Bad.__module__ = "tests.bad"
-    with pytest.raises(mg.GradcheckError, match="projection"):
-        mg.gradcheck(lambda t: Bad.apply(t), [x])
+
+def test_gradcheck_lists_the_ops_of_a_composite_and_the_failing_input():
+    x, y = (mg.randn(2, 3, dtype="float64", requires_grad=True) for _ in range(2))
+    with pytest.raises(mg.GradcheckError, match=r"ops in the graph, inputs first: Exp, TripleWithDoubleGrad, Mul\), "
+                                                r"input 0, gradient"):
+        mg.gradcheck(lambda a, b: TripleWithDoubleGrad.apply(a.exp()) * b, [x, y])
+
+
+def test_gradcheck_passes_a_correct_composite_and_accepts_non_tensor_inputs():
+    x = mg.randn(3, 4, dtype="float64", requires_grad=True)
+    w = mg.randn(4, 2, dtype="float64")  # no grad: a constant of the check
+    assert mg.gradcheck(lambda a, b, scale: ((a @ b).tanh() * scale).softmax(-1), [x, w, 2.0])
 
 
 def test_gradcheck_needs_float64():

@@ -110,3 +110,20 @@ def test_loads_a_file_written_by_torch_and_torch_loads_ours(tmp_path):
     assert set(theirs) == set(net.state_dict())
     for key, value in net.state_dict().items():
         np.testing.assert_array_equal(theirs[key].numpy(), value.numpy(), err_msg=key)
+
+
+def test_the_file_is_plain_safetensors_and_minigrad_uses_no_pickle(tmp_path):
+    import json
+    import struct
+    from pathlib import Path
+    path = tmp_path / "x.safetensors"
+    save({"w": mg.ones(2, 3)}, path)
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])  # safetensors: 8-byte header length, a JSON header, then raw bytes
+    header = json.loads(raw[8:8 + n])
+    assert header["w"] == {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}
+    assert len(raw) == 8 + n + 24
+    sources = Path(mg.__file__).parent.rglob("*.py")
+    offenders = [str(p) for p in sources
+                 if any(word in p.read_text() for word in ("import pickle", "allow_pickle=True", "torch.load"))]
+    assert not offenders, f"pickle-based loading in {offenders}"
