@@ -208,6 +208,36 @@ def test_repr_reads_like_pytorch():
     assert repr(Parameter(mg.zeros(2))).startswith("Parameter containing:\ntensor(")
 
 
+def _same_model(nn):
+    """One model written once for either library: (B, T, C) blocks with MHA, a GELU MLP and a tied head."""
+    class Layer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln = nn.LayerNorm(8)
+            self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+            self.mlp = nn.Sequential(nn.Linear(8, 32), nn.GELU(approximate="tanh"), nn.Linear(32, 8), nn.Dropout(0.1))
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(100, 8)
+            self.blocks = nn.ModuleList([Layer() for _ in range(2)])
+            self.head = nn.Linear(8, 100, bias=False)
+
+    return Model()
+
+
+def test_repr_names_and_parameter_count_equal_pytorch_for_the_same_model():
+    torch = pytest.importorskip("torch")
+    ours, theirs = _same_model(mg.nn), _same_model(torch.nn)
+    # torch's MHA names its out_proj class NonDynamicallyQuantizableLinear (a quantization detail)
+    assert repr(ours) == repr(theirs).replace("NonDynamicallyQuantizableLinear", "Linear")
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert [(n, p.shape) for n, p in ours.named_parameters()] == \
+        [(n, tuple(p.shape)) for n, p in theirs.named_parameters()]
+    assert ours.num_parameters() == sum(p.numel() for p in theirs.parameters()) == 3312
+
+
 # ---------------------------------------------------------------------------- initialisation
 
 def test_manual_seed_makes_initialisation_reproducible():
