@@ -129,7 +129,12 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
 
 def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Any = None, dropout_p: float = 0.0,
                                  is_causal: bool = False, scale: float | None = None) -> Tensor:
-    """softmax(q k^T * scale + mask) v on (..., T, D) inputs, as torch's F.scaled_dot_product_attention."""
+    """softmax(q k^T * scale + mask) v on (..., T, D) inputs, as torch's F.scaled_dot_product_attention.
+
+    attn_mask: bool (True = may attend) or float (added to the scores). One difference from torch:
+    with is_causal and fewer queries than keys, the last query lines up with the last key (query i
+    sees keys up to i + Tk - Tq), which is what a key/value cache needs; torch aligns at the top left.
+    """
     if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
         raise ValueError(f"scaled_dot_product_attention: incompatible shapes q {q.shape}, k {k.shape}, v {v.shape}")
     mask = None
