@@ -205,6 +205,7 @@ def train(args: Any) -> int:
             state["tokens_seen"] += tok_per_step
             tps = (state["tokens_seen"] - tokens_at_start) / (time.perf_counter() - t_start)
             metrics.write(json.dumps({"step": step, "loss": loss_value, "lr": lr}) + "\n")
+            metrics.flush()  # a watcher (or a crash) sees every step
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", tok_s=f"{tps:,.0f}")
             if step % args.eval_interval == 0 or step == args.max_steps:
