@@ -338,11 +338,11 @@ def spiral(n_per_class: int = 60, classes: int = 3, seed: int = 0) -> tuple[np.n
 def test_mlp_learns_a_two_dimensional_spiral_with_minigrad_alone():
     x_np, y_np = spiral()
     mg.manual_seed(0)
-    model = Sequential(Linear(2, 64), Tanh(), Linear(64, 64), Tanh(), Linear(64, 3))
-    opt = AdamW(model.parameters(), lr=1e-2, weight_decay=1e-4)
+    model = Sequential(Linear(2, 32), Tanh(), Linear(32, 32), Tanh(), Linear(32, 3))
+    opt = AdamW(model.parameters(), lr=2e-2, weight_decay=1e-4)
     x, y = mg.tensor(x_np, dtype="float32"), mg.tensor(y_np)
     first = None
-    for _ in range(400):
+    for _ in range(200):
         loss = F.cross_entropy(model(x), y)
         first = loss.item() if first is None else first
         opt.zero_grad()
