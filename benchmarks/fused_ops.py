@@ -5,12 +5,15 @@ python benchmarks/fused_ops.py [--repeats 20] [--only NAME]
 Sizes: B=32, T=128, C=128, H=4, vocab 8000, MLP 512. Times are float32 medians of
 interleaved runs (minigrad, torch, minigrad, ...) in one process. The errors are the max
 absolute differences from torch of the output and of the input gradients (the largest over
-inputs), on identical inputs and upstream gradient, in float32 and in float64. Dropout has no
+inputs), on identical inputs and upstream gradient, in float32 and in float64, and the float32
+gradient error relative to the largest torch gradient of that input (sums over 4096 rows,
+as in dW of linear and layer_norm, make large gradients and large absolute errors). Dropout has no
 torch column (the two libraries draw different masks). The last line is a one-line summary.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -82,13 +85,16 @@ def run_torch(fn, arrays, g):
     return dt, out.detach().numpy(), [t.grad.numpy() for t in ins]
 
 
-def errors(fn_mg, fn_t, arrays, g, dtype) -> tuple[float, float]:
-    """Max abs difference from torch of the output and of the input gradients, on inputs cast to dtype."""
+def errors(fn_mg, fn_t, arrays, g, dtype) -> tuple[float, float, float]:
+    """Max abs difference from torch of the output and of the input gradients, on inputs cast to dtype,
+    and the gradients' error relative to the largest torch gradient of the same input."""
     cast = [a.astype(dtype) for a in arrays]
     _, out, grads = run_minigrad(fn_mg, cast, g.astype(dtype))
     _, out_t, grads_t = run_torch(fn_t, cast, g.astype(dtype))
     assert out.dtype == out_t.dtype == dtype
-    return float(np.abs(out - out_t).max()), max(float(np.abs(a - b).max()) for a, b in zip(grads, grads_t))
+    grad_errs = [float(np.abs(a - b).max()) for a, b in zip(grads, grads_t)]
+    relative = max(e / max(float(np.abs(b).max()), 1e-30) for e, b in zip(grad_errs, grads_t))
+    return float(np.abs(out - out_t).max()), max(grad_errs), relative
 
 
 def main() -> None:
@@ -102,17 +108,23 @@ def main() -> None:
     except ImportError:
         torch = None
     rng = np.random.default_rng(0)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"# numpy {np.__version__}, torch {torch.__version__ if torch else '-'} ({torch.get_num_threads() if torch else '-'}"
+          f" threads), {os.cpu_count()} cpus, load average {load:.2f} at start (timings on a busy machine are noisy)")
     print(f"{'op (fwd+bwd, float32)':30s} {'minigrad ms':>11s} {'torch ms':>9s} {'ratio':>6s}   "
-          f"max abs err vs torch: {'f32 value':>9s} {'f32 grad':>9s} {'f64 value':>9s} {'f64 grad':>9s}")
+          f"max abs err vs torch: {'f32 value':>9s} {'f32 grad':>9s} {'f64 value':>9s} {'f64 grad':>9s}"
+          f"   {'f32 grad rel':>12s}")
     total_mg = total_t = 0.0
     for name, arrays, fn_mg, fn_t in cases(rng):
         if args.only not in name:
             continue
         probe = fn_mg(*[mg.tensor(a) for a in arrays])
         g = rng.standard_normal(probe.shape).astype(np.float32)
-        errs = [float("nan")] * 4
+        errs, rel32 = [float("nan")] * 4, float("nan")
         if torch is not None and fn_t is not None:
-            errs = [*errors(fn_mg, fn_t, arrays, g, np.float32), *errors(fn_mg, fn_t, arrays, g, np.float64)]
+            v32, g32, rel32 = errors(fn_mg, fn_t, arrays, g, np.float32)
+            v64, g64, _ = errors(fn_mg, fn_t, arrays, g, np.float64)
+            errs = [v32, g32, v64, g64]
         mg_times, t_times = [], []
         for i in range(args.repeats + 2):  # 2 warm-up rounds, interleaved A/B
             mg.manual_seed(0)
@@ -128,6 +140,7 @@ def main() -> None:
         if t_times:
             total_mg, total_t = total_mg + m, total_t + t
         err_cols = " ".join(f"{e:9.1e}" if e == e else f"{'-':>9s}" for e in errs)
+        err_cols += f"   {rel32:12.1e}" if rel32 == rel32 else f"   {'-':>12s}"
         t_cols = f"{t:9.2f} {m / t:6.2f}" if t_times else f"{'-':>9s} {'-':>6s}"
         print(f"{name:30s} {m:11.2f} {t_cols}   {'':21s} {err_cols}")
     print(f"summary: fused ops fwd+bwd total {total_mg:.1f} ms minigrad vs {total_t:.1f} ms torch "
