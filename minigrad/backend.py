@@ -63,9 +63,13 @@ class Device:
         return f"cuda:{self.index}" if self.type == "cuda" else "cpu"
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, str):
-            other = device(other)
+        if isinstance(other, str):  # compared by name: no cupy import, no error on a machine without a GPU
+            name, _, idx = other.partition(":")
+            return (self.type, self.index) == (name, int(idx) if idx.isdigit() else 0)
         return isinstance(other, Device) and (self.type, self.index) == (other.type, other.index)
+
+    def __reduce__(self) -> tuple:
+        return device, (str(self),)  # pickling or copying gives the process's own cached device
 
     def __hash__(self) -> int:
         return hash((self.type, self.index))

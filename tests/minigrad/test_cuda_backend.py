@@ -91,6 +91,14 @@ def test_device_objects_are_cached_and_constructible_like_torch_device():
             mg.Device("cuda")
 
 
+def test_devices_compare_with_strings_pickle_and_copy_without_touching_cuda():
+    import copy
+    import pickle
+    cpu = mg.device("cpu")
+    assert cpu == "cpu" and cpu != "cuda" and cpu != "cuda:1"  # no cupy import, no error without a GPU
+    assert pickle.loads(pickle.dumps(cpu)) is cpu and copy.deepcopy(cpu) is cpu
+
+
 def test_device_tensor_and_module_moves_on_the_stand_in():
     cupy_or_skip("the strict cupy stand-in")
     from tests.strict_cupy import StrictArray, make_device
