@@ -259,7 +259,10 @@ def main(argv: "list[str] | None" = None) -> int:
     args = p.parse_args(argv)
     try:
         dev = backend.device(args.device)
-    except (backend.CudaUnavailableError, ValueError) as e:
+    except ValueError as e:
+        print(f"minigrad selftest: {e}")
+        return 2
+    except backend.CudaUnavailableError as e:
         print(f"minigrad selftest: no GPU found, nothing was tested.\n  {e}")
         return 2
     if dev.type == "cpu":
