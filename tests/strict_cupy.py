@@ -6,7 +6,9 @@ test run would otherwise miss:
 - raw numpy arrays mixed into device ops (ufuncs, functions, indexing, assignment) raise TypeError;
 - only names the installed cupy has resolve: module functions, ndarray methods and
   Generator methods (cupy's Generator has no normal, choice or permutation);
-- device-to-host synchronisations (``.get()``, ``.item()``, ``float()``, ``bool()``, ...) are counted.
+- device-to-host synchronisations (``.get()``, ``.item()``, ``float()``, ``bool()``, ...) are counted;
+- a ufunc that turns float32 device arrays into a float64 result (a hidden upcast) raises TypeError;
+- ``a[idx] = v`` with repeated integer indices raises (cupy stores an undefined one of the values).
 Numerical results are numpy's. Build it with ``make_device()``; needs ``import cupy`` to work
 (the name lists come from the installed cupy; no GPU is needed).
 """
@@ -102,7 +104,15 @@ class StrictArray(NDArrayOperatorsMixin):
         return _wrap(self._a[_unwrap(index, "indexing")])
 
     def __setitem__(self, index: Any, value: Any) -> None:
-        self._a[_unwrap(index, "indexing")] = _unwrap(value, "item assignment")
+        index = _unwrap(index, "indexing")
+        ints = [part for part in (index if isinstance(index, tuple) else (index,))
+                if isinstance(part, np.ndarray) and part.dtype.kind in "iu"]
+        if ints:  # the positions written are the broadcast tuples of the integer index arrays
+            rows = np.stack([b.reshape(-1) for b in np.broadcast_arrays(*ints)])
+            if np.unique(rows, axis=1).shape[1] != rows.shape[1]:
+                raise ValueError("strict cupy stand-in: a[idx] = v writes one element twice, which stores an "
+                                 "undefined one of the values on cupy (numpy: the last wins); use a scatter-add")
+        self._a[index] = _unwrap(value, "item assignment")
 
     def __len__(self) -> int:
         return len(self._a)
@@ -157,7 +167,21 @@ def _call_ufunc(ufunc: Any, method: str, inputs: tuple, kwargs: dict) -> Any:
     args = _unwrap(inputs, f"ufunc {name}")
     if "out" in kwargs:
         kwargs = dict(kwargs, out=_unwrap(kwargs["out"], f"ufunc {name} out="))
-    return _wrap(getattr(ufunc, method)(*args, **kwargs))
+    result = getattr(ufunc, method)(*args, **kwargs)
+    _refuse_hidden_float64(name, args, result)
+    return _wrap(result)
+
+
+def _refuse_hidden_float64(name: str, args: Any, result: Any) -> None:
+    """float32 device arrays in, float64 out: a silent upcast (1/2 to 1/64 of the speed on a GPU)."""
+    arrays = [a for a in args if isinstance(a, np.ndarray)]
+    floats = [a.dtype for a in arrays if a.dtype.kind == "f"]
+    outs = result if isinstance(result, tuple) else (result,)
+    if any(d == np.float32 for d in floats) and any(
+            getattr(o, "dtype", None) == np.float64 for o in outs):
+        kinds = ", ".join(f"{a.dtype}{tuple(a.shape)}" for a in arrays)
+        raise TypeError(f"strict cupy stand-in: {name}({kinds}) gives float64: a hidden float64 upcast "
+                        "(a numpy float64 scalar or array in float32 math?)")
 
 
 class _UfuncProxy:

@@ -44,6 +44,20 @@ def test_stand_in_refuses_implicit_host_conversion_and_numpy_mixing(dev):
         dev.xp.maximum.at(a.data, dev.xp.asarray(np.array([0])), 1.0)
 
 
+def test_stand_in_refuses_hidden_float64_upcasts_and_repeated_index_writes(dev):
+    xp = dev.xp
+    a = xp.asarray(np.ones(4, dtype=np.float32))
+    a * 2.0  # a Python float keeps float32
+    with pytest.raises(TypeError, match="hidden float64 upcast"):
+        a * xp.asarray(np.float64(2.0))
+    with pytest.raises(TypeError, match="hidden float64 upcast"):
+        xp.add(a, xp.asarray(np.ones(4)))
+    m = xp.asarray(np.zeros((3, 3), dtype=np.float32))
+    m[xp.arange(3), xp.asarray(np.array([0, 0, 2]))] = 1.0  # distinct (row, col) pairs: fine
+    with pytest.raises(ValueError, match="writes one element twice"):
+        m[xp.asarray(np.array([1, 1]))] = 2.0
+
+
 CASES = all_cases()
 
 
