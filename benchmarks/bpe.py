@@ -220,7 +220,8 @@ def main() -> None:
         print("tokenizers not installed: Hugging Face columns are skipped")
     print("\ntraining seconds (fresh process per run, file reading included) and peak RSS (MB, whole process)")
     print("HF ser = TOKENIZERS_PARALLELISM=false (HF's fastest single thread here), HF r1 = RAYON_NUM_THREADS=1, "
-          "HF 2t = 2 threads; /ser, /r1, /2t = ours / HF wall time; cpu = ours / HF ser in CPU seconds (load-robust)")
+          "HF 2t = 2 threads;\n/ser, /r1, /2t = ours / HF wall time; cpu = ours / HF ser in CPU seconds "
+          "(time spent waiting for a core not counted)")
     print(f"{'corpus':<16}{'pattern':<8}{'ours':>7}{'HF ser':>8}{'HF r1':>7}{'HF 2t':>7}{'/ser':>6}{'/r1':>6}{'/2t':>6}"
           f"{'cpu':>6}{'ours MB':>9}{'HF MB':>7}{'mem':>6}{'merges':>8}")
     ratios = {}
@@ -246,7 +247,7 @@ def main() -> None:
             print(row + f"{ours['merges']:>8}{same}", flush=True)
 
     print("\nencoding the whole corpus as one text, 1 thread, medians of 5 interleaved rounds; MB/s from wall "
-          "time and from CPU time (load-robust)")
+          "time and from CPU time (time spent waiting for a core not counted)")
     enc = run_worker(["encode", str(args.corpus), "gpt4", str(args.vocab_size)])
     print(f"{'encoder':<34}{'MB/s':>7}{'cpu':>7}{'/ tiktoken':>11}")
     for key, name in (("ours_cold", "ours cold (empty cache)"), ("ours_warm", "ours warm"),
