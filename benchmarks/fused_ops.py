@@ -1,6 +1,6 @@
 """Forward+backward time of each fused op at the tutorial's sizes, and its error against PyTorch.
 
-python benchmarks/fused_ops.py [--repeats 20] [--only NAME]
+python benchmarks/fused_ops.py [--repeats 20] [--only NAME] [--threads 2]
 
 Sizes: B=32, T=128, C=128, H=4, vocab 8000, MLP 512. Times are float32 medians of
 interleaved runs (minigrad, torch, minigrad, ...) in one process. The errors are the max
@@ -101,16 +101,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--only", default="", help="run the ops whose name contains this text")
+    ap.add_argument("--threads", type=int, default=2, help="BLAS threads of numpy and torch (1 is steadier on a "
+                                                           "busy machine)")
     args = ap.parse_args()
     try:
+        import threadpoolctl
+        threadpoolctl.threadpool_limits(args.threads, user_api="blas")
+    except ImportError:
+        pass
+    try:
         import torch
-        torch.set_num_threads(2)
+        torch.set_num_threads(args.threads)
     except ImportError:
         torch = None
     rng = np.random.default_rng(0)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"# numpy {np.__version__}, torch {torch.__version__ if torch else '-'} ({torch.get_num_threads() if torch else '-'}"
-          f" threads), {os.cpu_count()} cpus, load average {load:.2f} at start (timings on a busy machine are noisy)")
+    print(f"# numpy {np.__version__}, torch {torch.__version__ if torch else '-'}, {args.threads} BLAS threads each, "
+          f"{os.cpu_count()} cpus, load average {load:.2f} at start (timings on a busy machine are noisy)")
     print(f"{'op (fwd+bwd, float32)':30s} {'minigrad ms':>11s} {'torch ms':>9s} {'ratio':>6s}   "
           f"max abs err vs torch: {'f32 value':>9s} {'f32 grad':>9s} {'f64 value':>9s} {'f64 grad':>9s}"
           f"   {'f32 grad rel':>12s}")
