@@ -27,6 +27,8 @@ class Context:
         self.device = device
         self.xp = device.xp
         self.needs_input_grad = tuple(t.requires_grad for t in inputs)
+        # whether this call goes into the graph: forward need not save anything for backward otherwise
+        self.recording = _grad_enabled and True in self.needs_input_grad
         self.freed = False
 
     def free(self) -> None:
@@ -66,7 +68,7 @@ class Function:
         if not isinstance(out, dev.xp.ndarray):  # numpy reductions return scalars, not 0-d arrays
             out = dev.xp.asarray(out)
         result = Tensor(out, device=dev, _copy=False)
-        if _grad_enabled and True in ctx.needs_input_grad:
+        if ctx.recording:
             result.requires_grad = True
             result._ctx = ctx
         return result

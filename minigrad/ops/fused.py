@@ -3,6 +3,10 @@
 Shapes in comments: N rows, C classes or channels. Each backward says which arrays it
 overwrites in place; that is only done when the graph is freed after backward
 (``ctx.retain_graph`` is False), so a saved buffer is never reused twice.
+
+On the CPU the big ops run their passes block by block over rows (``parallel.for_row_blocks``):
+each block's temporaries stay in the L2 cache between passes, and the blocks are spread over
+the cores. The math is the same on every block, and on CuPy the whole array is one block.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Any
 
 from minigrad import backend
 from minigrad.autograd import Context, Function
+from minigrad.ops.parallel import for_row_blocks
 
 
 class Linear(Function):
@@ -21,20 +26,23 @@ class Linear(Function):
         if x.shape[-1] != weight.shape[1]:
             raise RuntimeError(f"linear: input of shape {tuple(x.shape)} does not match weight of shape "
                                f"{tuple(weight.shape)} (in_features {weight.shape[1]})")
-        ctx.x, ctx.weight = x, weight
-        y = x @ weight.T
+        # all leading dims as rows of one matrix: BLAS gets one big GEMM, not one per batch entry;
+        # W.T is a transposed view, never a copy
+        x2 = x.reshape(-1, x.shape[-1])
+        y = x2 @ weight.T
         if bias is not None:
             y += bias
-        return y
+        ctx.x2, ctx.x_shape, ctx.weight = x2, x.shape, weight
+        return y.reshape(*x.shape[:-1], weight.shape[0])
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> tuple:
         # dx = g W,  dW = g^T x (summed over all leading dims in one GEMM),  db = sum g
-        x, w = ctx.x, ctx.weight
+        x2, w = ctx.x2, ctx.weight
         need_x, need_w = ctx.needs_input_grad[:2]
         g2 = g.reshape(-1, g.shape[-1])
-        dx = g @ w if need_x else None
-        dw = g2.T @ x.reshape(-1, x.shape[-1]) if need_w else None
+        dx = (g2 @ w).reshape(ctx.x_shape) if need_x else None
+        dw = g2.T @ x2 if need_w else None
         db = g2.sum(axis=0) if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2] else None
         return dx, dw, db
 
@@ -93,7 +101,12 @@ class LogSoftmax(Function):
 
 
 class CrossEntropy(Function):
-    """Softmax + negative log-likelihood over rows of (N, C) logits, with ignore_index."""
+    """Softmax + negative log-likelihood over rows of (N, C) logits, with ignore_index.
+
+    Forward keeps e = exp(z - max) (unnormalised) and the row sums s; backward turns e into
+    dlogits in place with one multiply: (e / s - onehot(t)) * dloss. When no gradient is
+    needed, e lives only in a block-sized temporary.
+    """
 
     @staticmethod
     def forward(ctx: Context, logits: Any, targets: Any, ignore_index: int = -100, reduction: str = "mean") -> Any:
@@ -105,17 +118,24 @@ class CrossEntropy(Function):
             bad = backend.to_numpy(targets[(safe_t < 0) | (safe_t >= c)])[:5].tolist()
             raise IndexError(f"cross_entropy: target ids {bad} out of range for {c} classes "
                              f"(ignore_index={ignore_index})")
-        rows = xp.arange(n)
-        # probs = softmax(logits) written into one (N, C) buffer, kept for backward
-        m = logits.max(axis=1, keepdims=True)
-        probs = logits - m
-        picked = probs[rows, safe_t]  # z_t - max
-        xp.exp(probs, out=probs)
-        s = probs.sum(axis=1, keepdims=True)
-        probs /= s
-        # loss_i = logsumexp(z_i) - z_i[t_i] = log(s_i) - (z_t - max)
+        keep = ctx.recording and ctx.needs_input_grad[0]
+        e = xp.empty_like(logits) if keep else None
+        m = xp.empty((n, 1), dtype=logits.dtype)
+        s = xp.empty((n, 1), dtype=logits.dtype)
+
+        def block(a: int, b: int) -> None:
+            # m = max z,  e = exp(z - m),  s = sum e   (one block of rows, in cache)
+            z = logits[a:b]
+            z.max(axis=1, keepdims=True, out=m[a:b])
+            eb = xp.subtract(z, m[a:b], out=None if e is None else e[a:b])
+            xp.exp(eb, out=eb)
+            eb.sum(axis=1, keepdims=True, out=s[a:b])
+
+        for_row_blocks(ctx.device, n, c * logits.itemsize, block)
+        # loss_i = logsumexp(z_i) - z_i[t_i] = log(s_i) - (z_t - m_i)
+        picked = logits[xp.arange(n), safe_t] - m[:, 0]
         loss = (xp.log(s[:, 0]) - picked) * valid
-        ctx.probs, ctx.t, ctx.valid, ctx.reduction = probs, safe_t, valid, reduction
+        ctx.e, ctx.s, ctx.t, ctx.valid, ctx.reduction = e, s, safe_t, valid, reduction
         if reduction == "none":
             return loss
         if reduction == "sum":
@@ -125,56 +145,80 @@ class CrossEntropy(Function):
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> tuple:
-        # dlogits_i = (probs_i - onehot(t_i)) * dloss_i, written over the probs buffer
-        xp = ctx.xp
-        probs = ctx.probs if not ctx.retain_graph else ctx.probs.copy()
-        n = probs.shape[0]
-        probs[xp.arange(n), ctx.t] -= 1.0
-        if ctx.reduction == "none":
-            scale = g * ctx.valid
-        elif ctx.reduction == "sum":
-            scale = g * ctx.valid
+        # dlogits_i = (e_i / s_i - onehot(t_i)) * w_i,  w_i = dloss_i (0 for ignored rows)
+        xp, e = ctx.xp, ctx.e
+        if ctx.reduction == "mean":
+            w = (g / ctx.count) * ctx.valid
         else:
-            scale = (g / ctx.count) * ctx.valid
-        probs *= scale.astype(probs.dtype, copy=False)[:, None]
-        return probs, None
+            w = g * ctx.valid
+        w = w.astype(e.dtype, copy=False)
+        r = w[:, None] / ctx.s
+        out = e if not ctx.retain_graph else xp.empty_like(e)  # overwrite e unless it is needed again
+
+        def block(a: int, b: int) -> None:
+            xp.multiply(e[a:b], r[a:b], out=out[a:b])
+
+        n, c = e.shape
+        for_row_blocks(ctx.device, n, c * e.itemsize, block)
+        out.reshape(-1)[xp.arange(n) * c + ctx.t] -= w  # flat indices: unique, so safe on cupy too
+        return out, None
 
 
 class LayerNorm(Function):
-    """y = (x - mean) * rstd * weight + bias over the last axis; saves mean and rstd only."""
+    """y = (x - mean) * rstd * weight + bias over the last axis; saves xhat and rstd (x itself is not kept)."""
 
     @staticmethod
     def forward(ctx: Context, x: Any, weight: Any, bias: Any, eps: float = 1e-5) -> Any:
         xp = ctx.xp
-        mean = x.mean(axis=-1, keepdims=True)
-        xc = x - mean
-        var = xp.einsum("...i,...i->...", xc, xc)[..., None] / x.shape[-1]  # biased, as PyTorch
-        rstd = 1.0 / xp.sqrt(var + eps)
-        xc *= rstd  # xc is now xhat
-        ctx.x, ctx.mean, ctx.rstd, ctx.weight = x, mean, rstd, weight
-        xc *= weight
-        xc += bias
-        return xc
+        c = x.shape[-1]
+        x2 = x.reshape(-1, c)
+        n = x2.shape[0]
+        xhat, y = xp.empty_like(x2), xp.empty_like(x2)
+        rstd = xp.empty((n, 1), dtype=x.dtype)
+
+        def block(a: int, b: int) -> None:
+            # xhat = (x - mean) * rstd,  rstd = 1 / sqrt(mean((x - mean)^2) + eps)  (biased, as PyTorch)
+            xb, xh, r = x2[a:b], xhat[a:b], rstd[a:b]
+            xp.subtract(xb, xb.mean(axis=1, keepdims=True), out=xh)
+            xp.multiply(xp.einsum("ni,ni->n", xh, xh)[:, None], 1.0 / c, out=r)
+            r += eps
+            xp.sqrt(r, out=r)
+            xp.divide(1.0, r, out=r)
+            xh *= r
+            yb = y[a:b]
+            xp.multiply(xh, weight, out=yb)
+            yb += bias
+
+        for_row_blocks(ctx.device, n, c * x.itemsize, block)
+        ctx.xhat, ctx.rstd, ctx.weight = xhat, rstd, weight
+        return y.reshape(x.shape)
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> tuple:
-        # xhat = (x - mean) * rstd,  gh = g * weight
+        # gh = g * weight
         # dx = rstd * (gh - mean(gh) - xhat * mean(gh * xhat)),  dw = sum g*xhat,  db = sum g
         xp = ctx.xp
-        x, mean, rstd, w = ctx.x, ctx.mean, ctx.rstd, ctx.weight
-        xhat = (x - mean) * rstd
-        c = x.shape[-1]
-        g2 = g.reshape(-1, c)
-        dweight = xp.einsum("ni,ni->i", g2, xhat.reshape(-1, c)) if ctx.needs_input_grad[1] else None
+        xhat, rstd, w = ctx.xhat, ctx.rstd, ctx.weight
+        n, c = xhat.shape
+        g2 = g.reshape(n, c)
+        dweight = xp.einsum("ni,ni->i", g2, xhat) if ctx.needs_input_grad[1] else None
         dbias = g2.sum(axis=0) if ctx.needs_input_grad[2] else None
-        gh = g * w
-        mean_gh = gh.mean(axis=-1, keepdims=True)
-        mean_gh_xhat = xp.einsum("...i,...i->...", gh, xhat)[..., None] / c
-        xhat *= mean_gh_xhat
-        gh -= mean_gh
-        gh -= xhat
-        gh *= rstd
-        return gh, dweight, dbias
+        dx = xp.empty_like(xhat)
+        scratch = None if not ctx.retain_graph else xp.empty_like(xhat)  # else xhat is overwritten
+
+        def block(a: int, b: int) -> None:
+            gh, xh = dx[a:b], xhat[a:b]
+            xp.multiply(g2[a:b], w, out=gh)
+            mean_gh = gh.mean(axis=1, keepdims=True)
+            mean_gh_xhat = xp.einsum("ni,ni->n", gh, xh)[:, None]
+            mean_gh_xhat *= 1.0 / c
+            t = xp.multiply(xh, mean_gh_xhat, out=xh if scratch is None else scratch[a:b])
+            gh -= mean_gh
+            gh -= t
+            gh *= rstd[a:b]
+
+        for_row_blocks(ctx.device, n, c * xhat.itemsize, block)
+        return dx.reshape(g.shape), dweight, dbias
 
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -183,57 +227,78 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 class Gelu(Function):
+    """GELU, exact (erf) or tanh form. Forward saves x and t = erf(x/sqrt 2) or tanh(u) for the backward.
+
+    A device with fused kernels (``device.kernels``, CUDA) runs one kernel each way instead.
+    """
+
     @staticmethod
     def forward(ctx: Context, x: Any, approximate: str = "none") -> Any:
-        xp = ctx.xp
-        ctx.x, ctx.approximate = x, approximate
-        if approximate == "tanh":
-            # y = 0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3)
-            t = x * x
-            t *= 0.044715
-            t += 1.0
-            t *= x
-            t *= _SQRT_2_OVER_PI
-            xp.tanh(t, out=t)
-            ctx.t = t.copy()
-        else:
-            # y = 0.5 x (1 + erf(x / sqrt(2)))
-            t = backend.erf(x * _INV_SQRT_2)
-            ctx.t = t.copy()
-        t += 1.0
-        t *= x
-        t *= 0.5
-        return t
+        xp, kernels = ctx.xp, ctx.device.kernels
+        ctx.x_shape, ctx.approximate = x.shape, approximate
+        if kernels is not None:
+            ctx.x = x
+            return kernels.gelu_forward(x, approximate)
+        xf = x.reshape(-1)
+        y = xp.empty_like(xf)
+        t = xp.empty_like(xf) if ctx.recording else None
+
+        def block(a: int, b: int) -> None:
+            xb, yb = xf[a:b], y[a:b]
+            tb = xp.empty_like(xb) if t is None else t[a:b]
+            if approximate == "tanh":
+                # y = 0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3)   (x*x*x, never x**3)
+                xp.multiply(xb, xb, out=tb)
+                tb *= 0.044715
+                tb += 1.0
+                tb *= xb
+                tb *= _SQRT_2_OVER_PI
+                xp.tanh(tb, out=tb)
+            else:
+                # y = 0.5 x (1 + erf(x / sqrt(2)))
+                xp.multiply(xb, _INV_SQRT_2, out=yb)
+                tb[...] = backend.erf(yb)
+            xp.add(tb, 1.0, out=yb)
+            yb *= xb
+            yb *= 0.5
+
+        for_row_blocks(ctx.device, xf.size, xf.itemsize, block)
+        ctx.x, ctx.t = xf, t
+        return y.reshape(x.shape)
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> Any:
         xp, x = ctx.xp, ctx.x
-        t = ctx.t if not ctx.retain_graph else ctx.t.copy()
-        if ctx.approximate == "tanh":
-            # dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)   (sech^2 = 1 - tanh^2)
-            x2 = x * x
-            x2 *= 3 * 0.044715
-            x2 += 1.0
-            x2 *= x
-            x2 *= 0.5 * _SQRT_2_OVER_PI
-            sech2 = t * t
-            xp.subtract(1.0, sech2, out=sech2)
-            sech2 *= x2
-            t += 1.0
-            t *= 0.5
-            t += sech2
-        else:
-            # dy/dx = 0.5 (1 + erf(x/sqrt 2)) + x * exp(-x^2/2) / sqrt(2 pi)
-            pdf = x * x
-            pdf *= -0.5
-            xp.exp(pdf, out=pdf)
-            pdf *= x
-            pdf *= _INV_SQRT_2PI
-            t += 1.0
-            t *= 0.5
-            t += pdf
-        t *= g
-        return t
+        if ctx.device.kernels is not None:
+            return ctx.device.kernels.gelu_backward(x, g, ctx.approximate)
+        t, gf = ctx.t, g.reshape(-1)
+        dx = t if not ctx.retain_graph else xp.empty_like(t)  # t is overwritten when the graph is freed
+
+        def block(a: int, b: int) -> None:
+            xb, tb, gb, ob = x[a:b], t[a:b], gf[a:b], dx[a:b]
+            d = xb * xb
+            if ctx.approximate == "tanh":
+                # dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)   (sech^2 = 1 - tanh^2)
+                d *= 3 * 0.044715
+                d += 1.0
+                d *= xb
+                d *= 0.5 * _SQRT_2_OVER_PI
+                sech2 = tb * tb
+                xp.subtract(1.0, sech2, out=sech2)
+                d *= sech2
+            else:
+                # dy/dx = 0.5 (1 + erf(x/sqrt 2)) + x * exp(-x^2/2) / sqrt(2 pi)
+                d *= -0.5
+                xp.exp(d, out=d)
+                d *= xb
+                d *= _INV_SQRT_2PI
+            xp.add(tb, 1.0, out=ob)
+            ob *= 0.5
+            ob += d
+            ob *= gb
+
+        for_row_blocks(ctx.device, x.size, x.itemsize, block)
+        return dx.reshape(ctx.x_shape)
 
 
 class Dropout(Function):

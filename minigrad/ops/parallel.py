@@ -1,0 +1,95 @@
+"""Row blocks for the CPU kernels of the fused ops: cache-sized pieces, spread over the cores.
+
+A fused op on the CPU runs its chain of array passes on one block of rows at a time, so the
+block's temporaries stay in the L2 cache between passes, and hands the blocks to one Python
+thread per core: NumPy ufuncs, reductions and matmul release the GIL, so the threads run in
+parallel (only the few microseconds of Python per call are serialised). On other devices
+(CuPy) the whole array is one block: the GPU parallelises each call itself.
+
+Each op's block function must only touch rows [start, stop) of its outputs, so the blocks are
+independent and the result does not depend on how they are scheduled.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+BLOCK_BYTES = 1 << 18  # 256 KiB of one array per block: a few such temporaries fit the 1 MiB L2 of a core
+PARALLEL_MIN_BYTES = 1 << 20  # below this the hand-off to a thread (tens of microseconds) does not pay
+
+_threads: int | None = None  # None: one per usable core
+_pool: ThreadPoolExecutor | None = None  # created on first parallel use, reused by every op
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def num_threads() -> int:
+    """How many threads the CPU kernels split big work across (default: the usable cores)."""
+    return _threads if _threads is not None else _usable_cores()
+
+
+def set_num_threads(n: int | None) -> None:
+    """Use n threads for the CPU kernels (1: single-threaded; None: one per usable core)."""
+    global _threads, _pool
+    if n is not None and n < 1:
+        raise ValueError(f"set_num_threads: need at least 1 thread, got {n}")
+    _threads = n
+    if _pool is not None:
+        _pool.shutdown(wait=True)
+        _pool = None
+
+
+def _get_pool(n: int) -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None or _pool._max_workers < n - 1:  # the calling thread does one share itself
+        _pool = ThreadPoolExecutor(max_workers=n - 1, thread_name_prefix="minigrad")
+    return _pool
+
+
+def block_rows(row_bytes: int, block_bytes: int = BLOCK_BYTES) -> int:
+    """Rows per block so that one block of an array with rows of row_bytes is about block_bytes."""
+    return max(1, block_bytes // max(1, row_bytes))
+
+
+def for_row_blocks(device: Any, n_rows: int, row_bytes: int, fn: Callable[[int, int], Any],
+                   block_bytes: int = BLOCK_BYTES, parallel: bool = True) -> None:
+    """Call fn(start, stop) on consecutive row blocks covering [0, n_rows), in parallel on the CPU.
+
+    The rows are cut into one contiguous span per thread; each thread walks its span block by block
+    (all on the calling thread with parallel=False). On a non-CPU device fn(0, n_rows) is called once.
+    """
+    if n_rows <= 0:
+        return
+    if device.type != "cpu":
+        fn(0, n_rows)
+        return
+    rows = block_rows(row_bytes, block_bytes)
+    n = min(num_threads(), -(-n_rows // rows))
+    if n_rows * row_bytes < PARALLEL_MIN_BYTES or not parallel:
+        n = 1
+
+    def walk(start: int, stop: int) -> None:
+        for s in range(start, stop, rows):
+            fn(s, min(s + rows, stop))
+
+    if n <= 1:
+        walk(0, n_rows)
+        return
+    # spans of whole blocks, as equal as possible
+    n_blocks = -(-n_rows // rows)
+    cuts = [min(n_rows, (n_blocks * i // n) * rows) for i in range(n + 1)]
+    pool = _get_pool(n)
+    futures = [pool.submit(walk, cuts[i], cuts[i + 1]) for i in range(1, n)]
+    try:
+        walk(cuts[0], cuts[1])
+    finally:
+        for f in futures:  # wait for every worker before returning or raising (they write into our arrays)
+            f.exception()
+    for f in futures:
+        f.result()  # re-raises an exception from a worker
