@@ -3,6 +3,11 @@
 Forward saves the probabilities P (B, H, T, T): the backward needs exactly P, and
 recomputing it would cost a matmul plus the softmax again, while storing it costs
 B*H*T*T floats (8 MB per layer at the tutorial's sizes).
+
+When q, k and v share their leading dims (the usual (B, H, T, D) case), the work runs one
+block of batch entries at a time (``parallel.for_row_blocks``): a block's scores, softmax
+passes and gradient stay in the L2 cache, and the blocks are spread over the cores. Inputs
+that broadcast against each other take the same math in one block.
 """
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import Any
 
 from minigrad import backend
 from minigrad.autograd import Context, Function
+from minigrad.ops.parallel import for_row_blocks
 
 _causal_bias_cache: dict = {}
 
@@ -25,53 +31,164 @@ def causal_bias(xp: Any, tq: int, tk: int, dtype: Any) -> Any:
     return bias
 
 
+TILE = 64  # query rows per causal tile
+# OpenBLAS runs a GEMM of at most this many multiply-adds on the calling thread (SMP_THRESHOLD_MIN 65536 x
+# GEMM_MULTITHREAD_THRESHOLD 4); bigger ones go to its own thread pool, which must not be entered from
+# several of our threads at once (measured: slower than one thread). Blocks run in parallel only below it.
+BLAS_SINGLE_THREAD_MACS = 262144
+
+
+def _matmul_into(ctx: Context, a: Any, b: Any, out: Any, add: bool = False) -> None:
+    """out[...] = a @ b (or += with add); numpy writes straight into a strided out, others via a temporary."""
+    if add:
+        out += a @ b
+    elif ctx.device.type == "cpu":
+        ctx.xp.matmul(a, b, out=out)
+    else:
+        out[...] = a @ b
+
+
+def _broadcast(*shapes: tuple) -> tuple:
+    n = max(len(s) for s in shapes)
+    padded = [(1,) * (n - len(s)) + tuple(s) for s in shapes]
+    return tuple(max(dims) for dims in zip(*padded))
+
+
+def _tiles(tq: int, tk: int, causal: bool) -> list:
+    """(first query, end query, end key) per tile of query rows.
+
+    Causal (aligned at the end): query i sees keys <= i + tk - tq, so the tile [q0, q1) needs keys
+    [0, q1 + tk - tq) only; the keys after it are never multiplied, exponentiated or stored.
+    """
+    if not causal:
+        return [(0, tq, tk)]
+    return [(q0, min(q0 + TILE, tq), max(1, min(tk, min(q0 + TILE, tq) + tk - tq))) for q0 in range(0, tq, TILE)]
+
+
+def _rows(arr: Any, a: Any, b: Any) -> Any:
+    return arr if a is None or arr is None else arr[a:b]
+
+
+def _run(ctx: Context, fn: Any) -> None:
+    """fn(a, b) over blocks of batch entries [a, b) (a block's scores about a cache's worth), or fn(None, None)."""
+    if not ctx.blocked:
+        fn(None, None)
+        return
+    lead, tq, tk = ctx.p.shape[:-2], ctx.p.shape[-2], ctx.p.shape[-1]
+    per_entry = tq * tk * ctx.p.itemsize
+    for n in lead[1:]:
+        per_entry *= n
+    d = max(ctx.q.shape[-1], ctx.v.shape[-1])
+    small = max((q1 - q0) * k1 for q0, q1, k1 in ctx.tiles) * d <= BLAS_SINGLE_THREAD_MACS
+    for_row_blocks(ctx.device, lead[0], per_entry, fn, parallel=small)
+
+
 def attention_forward(ctx: Context, q: Any, k: Any, v: Any, is_causal: bool, attn_mask: Any, dropout_p: float,
-                      scale: float | None) -> Any:
-    """softmax(scale * q k^T + mask) v on (..., T, D); saves q, k, v and P on ctx."""
+                      scale: float | None, out: Any = None) -> Any:
+    """softmax(scale * q k^T + mask) v on (..., T, D); saves q, k, v, P and the output on ctx.
+
+    out: an optional array (or strided view) of the output's shape to write into.
+    """
     xp = ctx.xp
     scale = q.shape[-1] ** -0.5 if scale is None else scale
-    # S = scale * q k^T  (B,H,Tq,Tk), then P = softmax(S + mask) in place
-    p = q @ k.swapaxes(-1, -2)
-    p *= scale
-    if is_causal:
-        p += causal_bias(xp, q.shape[-2], k.shape[-2], p.dtype)
-    if attn_mask is not None:
-        if attn_mask.dtype == bool:  # True = may attend (PyTorch's convention)
-            p = xp.where(attn_mask, p, -xp.inf)
-        else:
-            p = p + attn_mask
-    p -= p.max(axis=-1, keepdims=True)
-    xp.exp(p, out=p)
-    p /= p.sum(axis=-1, keepdims=True)
-    ctx.q, ctx.k, ctx.v, ctx.p, ctx.scale = q, k, v, p, scale
-    ctx.keep = None
-    if dropout_p > 0.0:
+    lead_qkv = q.shape[:-2]
+    lead = _broadcast(lead_qkv, k.shape[:-2], v.shape[:-2], () if attn_mask is None else attn_mask.shape[:-2])
+    # blocks of batch entries when q, k, v share their leading dims and the mask adds none
+    ctx.blocked = len(lead_qkv) >= 1 and lead == lead_qkv == k.shape[:-2] == v.shape[:-2]
+    tq, tk = q.shape[-2], k.shape[-2]
+    ctx.tiles = _tiles(tq, tk, is_causal and attn_mask is None)
+    p = xp.empty((*lead, tq, tk), dtype=q.dtype)  # only the tiles' key ranges are ever written or read
+    if out is None:
+        out = xp.empty((*lead, tq, v.shape[-1]), dtype=q.dtype)
+    bias = causal_bias(xp, tq, tk, q.dtype) if is_causal else None
+    mask = attn_mask
+    masked = bias is not None or mask is not None
+    keep = None
+    if dropout_p > 0.0:  # drawn in one call, outside the blocks: the same random stream however they run
         keep = backend.rand(ctx.device, p.shape, p.dtype) >= dropout_p
-        ctx.keep, ctx.keep_scale = keep, 1.0 / (1.0 - dropout_p)
-        return (p * keep * ctx.keep_scale) @ v
-    return p @ v
+        ctx.keep_scale = 1.0 / (1.0 - dropout_p)
+
+    def block(a: Any, b: Any) -> None:
+        qs = _rows(q, a, b) * scale  # scaling q costs T*D, scaling S would cost T*T
+        kb, vb, pb, ob = _rows(k, a, b), _rows(v, a, b), _rows(p, a, b), _rows(out, a, b)
+        for q0, q1, k1 in ctx.tiles:
+            # S = (s q) k^T,  P = softmax(S + mask) over the tile's rows, in place
+            pt = pb[..., q0:q1, :k1]
+            _matmul_into(ctx, qs[..., q0:q1, :], kb[..., :k1, :].swapaxes(-1, -2), pt)
+            if bias is not None:
+                pt += bias[q0:q1, :k1]
+            if mask is not None:  # (one tile: all rows and keys)
+                mb = mask if mask.ndim < pt.ndim or mask.shape[0] == 1 else _rows(mask, a, b)
+                if mask.dtype == bool:  # True = may attend (PyTorch's convention)
+                    xp.copyto(pt, -xp.inf, where=~mb)
+                else:
+                    pt += mb
+            mx = pt.max(axis=-1, keepdims=True)
+            if masked:
+                mx[xp.isinf(mx)] = 0.0  # a row with every key masked: exp gives zeros, not nan
+            pt -= mx
+            xp.exp(pt, out=pt)
+            total = pt.sum(axis=-1, keepdims=True)
+            if masked:
+                total[total == 0] = xp.inf  # ... and that row of P stays 0 (torch's SDPA gives 0 too)
+            pt *= 1.0 / total
+            used = pt if keep is None else pt * _rows(keep, a, b)[..., q0:q1, :k1] * ctx.keep_scale
+            _matmul_into(ctx, used, vb[..., :k1, :], ob[..., q0:q1, :])
+
+    ctx.q, ctx.k, ctx.v, ctx.p = q, k, v, p
+    _run(ctx, block)
+    ctx.out, ctx.keep, ctx.scale = out, keep, scale
+    return out
 
 
-def attention_backward(ctx: Context, g: Any, need_q: bool, need_k: bool, need_v: bool) -> tuple:
-    """Gradients of attention_forward for q, k, v (None where not needed)."""
-    # out = P v:   dv = P^T g,   dP = g v^T
-    # softmax:     dS = P * (dP - rowsum(P * dP))
+def attention_backward(ctx: Context, g: Any, need_q: bool, need_k: bool, need_v: bool,
+                       dq: Any = None, dk: Any = None, dv: Any = None) -> tuple:
+    """Gradients of attention_forward for q, k, v (None where not needed), written into dq, dk, dv when given."""
+    # out = P' v with P' = P (or P * keep / (1 - p) with dropout):   dv = P'^T g,   dP' = g v^T
+    # softmax:     dS = P * (dP - D),  D_i = rowsum(P' * dP')_i = g_i . out_i  (a (T, D) product, not (T, T))
     # S = s q k^T: dq = s dS k,  dk = s dS^T q
     xp = ctx.xp
-    q, k, v, p = ctx.q, ctx.k, ctx.v, ctx.p
-    dp = g @ v.swapaxes(-1, -2)
-    if ctx.keep is not None:
-        p_used = p * ctx.keep * ctx.keep_scale
-        dv = p_used.swapaxes(-1, -2) @ g if need_v else None
-        dp *= ctx.keep
-        dp *= ctx.keep_scale
-    else:
-        dv = p.swapaxes(-1, -2) @ g if need_v else None
-    dp -= xp.einsum("...ij,...ij->...i", p, dp)[..., None]
-    dp *= p
-    dp *= ctx.scale  # dp now holds s * dS
-    dq = dp @ k if need_q else None
-    dk = dp.swapaxes(-1, -2) @ q if need_k else None
+    q, k, v, p, out, keep, scale = ctx.q, ctx.k, ctx.v, ctx.p, ctx.out, ctx.keep, ctx.scale
+    lead, tk = p.shape[:-2], p.shape[-1]
+    # broadcast inputs get gradients of the broadcast shape; the engine sums them back
+    if need_q and dq is None:
+        dq = xp.empty((*lead, q.shape[-2], q.shape[-1]) if not ctx.blocked else q.shape, dtype=g.dtype)
+    if need_k and dk is None:
+        dk = xp.empty((*lead, k.shape[-2], k.shape[-1]) if not ctx.blocked else k.shape, dtype=g.dtype)
+    if need_v and dv is None:
+        dv = xp.empty((*lead, v.shape[-2], v.shape[-1]) if not ctx.blocked else v.shape, dtype=g.dtype)
+    tiles = sorted(ctx.tiles, key=lambda t: -t[2])  # widest first: it writes dk, dv; the others add
+
+    def block(a: Any, b: Any) -> None:
+        pb, gb = _rows(p, a, b), _rows(g, a, b)
+        qb, kb, vb = _rows(q, a, b), _rows(k, a, b), _rows(v, a, b)
+        dqb, dkb, dvb = _rows(dq, a, b), _rows(dk, a, b), _rows(dv, a, b)
+        d = xp.einsum("...td,...td->...t", gb, _rows(out, a, b))[..., None]
+        d *= scale
+        gs = gb * scale
+        for i, (q0, q1, k1) in enumerate(tiles):
+            first = i == 0
+            if first and k1 < tk:  # nothing covers the later keys: their gradients are 0
+                for arr in (dkb, dvb):
+                    if arr is not None:
+                        arr[..., k1:, :] = 0.0
+            pt = pb[..., q0:q1, :k1]
+            keep_t = None if keep is None else _rows(keep, a, b)[..., q0:q1, :k1]
+            if need_v:
+                used = pt if keep_t is None else pt * keep_t * ctx.keep_scale
+                _matmul_into(ctx, used.swapaxes(-1, -2), gb[..., q0:q1, :], dvb[..., :k1, :], add=not first)
+            ds = gs[..., q0:q1, :] @ vb[..., :k1, :].swapaxes(-1, -2)  # s dP'
+            if keep_t is not None:
+                ds *= keep_t
+                ds *= ctx.keep_scale
+            ds -= d[..., q0:q1, :]
+            ds *= pt  # ds now holds s dS
+            if need_q:
+                _matmul_into(ctx, ds, kb[..., :k1, :], dqb[..., q0:q1, :])
+            if need_k:
+                _matmul_into(ctx, ds.swapaxes(-1, -2), qb[..., q0:q1, :], dkb[..., :k1, :], add=not first)
+
+    _run(ctx, block)
     return dq, dk, dv
 
 
@@ -92,8 +209,8 @@ class PackedSelfAttention(Function):
     """Multi-head self-attention from packed qkv (B, T, 3C) to (B, T, C), before the output projection.
 
     One op instead of split + 3 reshapes + 3 transposes + attention + transpose + reshape:
-    the heads are strided views of qkv, and the backward writes dq, dk, dv straight into
-    one (B, T, 3, H, D) gradient buffer.
+    the heads are strided views of qkv, the output is written straight into (B, T, H, D) order,
+    and the backward writes dq, dk, dv straight into one (B, T, 3, H, D) gradient buffer.
     """
 
     @staticmethod
@@ -101,9 +218,11 @@ class PackedSelfAttention(Function):
         b, t, c3 = qkv.shape
         c = c3 // 3
         heads = qkv.reshape(b, t, 3, n_heads, c // n_heads).transpose(2, 0, 3, 1, 4)  # (3, B, H, T, D) view
-        y = attention_forward(ctx, heads[0], heads[1], heads[2], is_causal, None, dropout_p, None)
+        y = ctx.xp.empty((b, t, n_heads, c // n_heads), dtype=qkv.dtype)
+        attention_forward(ctx, heads[0], heads[1], heads[2], is_causal, None, dropout_p, None,
+                          out=y.transpose(0, 2, 1, 3))
         ctx.qkv_shape = qkv.shape
-        return y.transpose(0, 2, 1, 3).reshape(b, t, c)
+        return y.reshape(b, t, c)
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> Any:
@@ -111,8 +230,7 @@ class PackedSelfAttention(Function):
         h = ctx.q.shape[1]
         d = c3 // 3 // h
         gy = g.reshape(b, t, h, d).transpose(0, 2, 1, 3)  # (B, H, T, D) view
-        dq, dk, dv = attention_backward(ctx, gy, True, True, True)
         dqkv = ctx.xp.empty((b, t, 3, h, d), dtype=g.dtype)
         view = dqkv.transpose(2, 0, 3, 1, 4)  # (3, B, H, T, D) view of the buffer
-        view[0], view[1], view[2] = dq, dk, dv
+        attention_backward(ctx, gy, True, True, True, dq=view[0], dk=view[1], dv=view[2])
         return dqkv.reshape(b, t, c3)
