@@ -85,6 +85,13 @@ def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
     return grad.reshape(shape)
 
 
+def _broadcasts_to(shape: tuple, target: tuple) -> bool:
+    """Whether an input of shape could have been broadcast to target (so its gradient can be summed back)."""
+    if len(shape) > len(target):
+        return False
+    return all(n == m or n == 1 for n, m in zip(shape, target[len(target) - len(shape):]))
+
+
 def _topological_order(root: "Tensor") -> list:
     """Nodes reachable from root, each after all nodes it depends on (iterative DFS)."""
     order, visited = [], set()
@@ -153,7 +160,7 @@ def backward(root: "Tensor", grad: Any = None, retain_graph: bool = False) -> No
             if not isinstance(ig, xp.ndarray):  # 0-d numpy math yields scalars
                 ig = xp.asarray(ig)
             if ig.shape != inp.shape:
-                if ig.ndim < inp.ndim:
+                if not _broadcasts_to(inp.shape, ig.shape):
                     raise RuntimeError(f"{ctx.fn.__name__}.backward returned a gradient of shape {tuple(ig.shape)} "
                                        f"for an input of shape {tuple(inp.shape)}")
                 ig = unbroadcast(ig, inp.shape)
@@ -182,7 +189,15 @@ def _accumulate_leaf(leaf: "Tensor", g: Any, owned: bool) -> None:
 
 
 class no_grad:
-    """Context manager and decorator: ops inside it record no graph."""
+    """Context manager and decorator (`@no_grad()` or bare `@no_grad`): ops inside it record no graph."""
+
+    def __new__(cls, fn: Callable | None = None) -> Any:
+        if fn is not None:  # used bare, as @no_grad: decorate fn at once
+            return cls()(fn)
+        return super().__new__(cls)
+
+    def __init__(self, fn: Callable | None = None) -> None:
+        pass
 
     def __enter__(self) -> None:
         global _grad_enabled

@@ -110,7 +110,7 @@ class Tensor:
         return self.data.shape[0]
 
     def __repr__(self) -> str:
-        body = np.array2string(self.numpy(), separator=", ", precision=4, threshold=50)
+        body = np.array2string(self.numpy(), separator=", ", precision=4, threshold=50, prefix="tensor(")
         extras = []
         if self.device.type != "cpu":
             extras.append(f"device='{self.device}'")
@@ -348,39 +348,45 @@ class Tensor:
     clamp = clip
 
     # ------------------------------------------------------------------ reductions
-    def sum(self, dim: Any = None, keepdim: bool = False) -> "Tensor":
-        return R.Sum.apply(self, axis=_axis(dim, self.ndim), keepdims=keepdim)
+    # reductions take dim= and, as torch does, its numpy spelling axis=
+    def sum(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None) -> "Tensor":
+        return R.Sum.apply(self, axis=_axis(_dim(dim, axis), self.ndim), keepdims=keepdim)
 
-    def mean(self, dim: Any = None, keepdim: bool = False) -> "Tensor":
-        return R.Mean.apply(self, axis=_axis(dim, self.ndim), keepdims=keepdim)
+    def mean(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None) -> "Tensor":
+        return R.Mean.apply(self, axis=_axis(_dim(dim, axis), self.ndim), keepdims=keepdim)
 
-    def var(self, dim: Any = None, keepdim: bool = False, correction: int = 1, unbiased: bool | None = None) -> "Tensor":
+    def var(self, dim: Any = None, keepdim: bool = False, correction: int = 1, unbiased: bool | None = None, *,
+            axis: Any = None) -> "Tensor":
         if unbiased is not None:
             correction = int(unbiased)
-        return R.Var.apply(self, axis=_axis(dim, self.ndim), correction=correction, keepdims=keepdim)
+        return R.Var.apply(self, axis=_axis(_dim(dim, axis), self.ndim), correction=correction, keepdims=keepdim)
 
-    def std(self, dim: Any = None, keepdim: bool = False, correction: int = 1) -> "Tensor":
-        return self.var(dim, keepdim, correction).sqrt()
+    def std(self, dim: Any = None, keepdim: bool = False, correction: int = 1, *, axis: Any = None) -> "Tensor":
+        return self.var(_dim(dim, axis), keepdim, correction).sqrt()
 
-    def logsumexp(self, dim: Any, keepdim: bool = False) -> "Tensor":
-        return R.LogSumExp.apply(self, axis=_axis(dim, self.ndim), keepdims=keepdim)
+    def logsumexp(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None) -> "Tensor":
+        if dim is None and axis is None:
+            raise TypeError("logsumexp() missing its dim argument (as torch.logsumexp)")
+        return R.LogSumExp.apply(self, axis=_axis(_dim(dim, axis), self.ndim), keepdims=keepdim)
 
-    def amax(self, dim: Any = None, keepdim: bool = False) -> "Tensor":
+    def amax(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None) -> "Tensor":
         """Max over dims; tied maxima share the gradient evenly (torch.amax)."""
-        return R.Max.apply(self, axis=_axis(dim, self.ndim), keepdims=keepdim)
+        return R.Max.apply(self, axis=_axis(_dim(dim, axis), self.ndim), keepdims=keepdim)
 
-    def amin(self, dim: Any = None, keepdim: bool = False) -> "Tensor":
+    def amin(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None) -> "Tensor":
         """Min over dims; tied minima share the gradient evenly (torch.amin)."""
-        return -R.Max.apply(-self, axis=_axis(dim, self.ndim), keepdims=keepdim)
+        return -R.Max.apply(-self, axis=_axis(_dim(dim, axis), self.ndim), keepdims=keepdim)
 
-    def max(self, dim: int | None = None, keepdim: bool = False) -> Any:
+    def max(self, dim: int | None = None, keepdim: bool = False, *, axis: int | None = None) -> Any:
         """max() -> the maximum (ties share the gradient); max(dim) -> (values, indices) like PyTorch."""
+        dim = _dim(dim, axis)
         if dim is None:
             return self.amax()
         return self._pick_along(dim, keepdim, self.data.argmax)
 
-    def min(self, dim: int | None = None, keepdim: bool = False) -> Any:
+    def min(self, dim: int | None = None, keepdim: bool = False, *, axis: int | None = None) -> Any:
         """min() -> the minimum (ties share the gradient); min(dim) -> (values, indices) like PyTorch."""
+        dim = _dim(dim, axis)
         if dim is None:
             return self.amin()
         return self._pick_along(dim, keepdim, self.data.argmin)
@@ -532,6 +538,15 @@ def _to_array(data: Any, dev: Device, dtype: Any) -> Any:
     if dtype is None and python_value and arr.dtype.kind == "f":
         dtype = _default_dtype
     return arr if dtype is None else arr.astype(dtype, copy=False)
+
+
+def _dim(dim: Any, axis: Any) -> Any:
+    """dim, or its alias axis when given (both at once is an error, as in torch)."""
+    if axis is None:
+        return dim
+    if dim is not None:
+        raise TypeError("got both dim and its alias axis; pass one")
+    return axis
 
 
 def _axis(dim: Any, ndim: int) -> Any:

@@ -147,8 +147,8 @@ class CrossEntropy(Function):
     def backward(ctx: Context, g: Any) -> tuple:
         # dlogits_i = (e_i / s_i - onehot(t_i)) * w_i,  w_i = dloss_i (0 for ignored rows)
         xp, e = ctx.xp, ctx.e
-        if ctx.reduction == "mean":
-            w = (g / ctx.count) * ctx.valid
+        if ctx.reduction == "mean":  # every target ignored: the loss is nan but the gradient 0, as torch
+            w = (g / xp.maximum(ctx.count, 1)) * ctx.valid
         else:
             w = g * ctx.valid
         w = w.astype(e.dtype, copy=False)

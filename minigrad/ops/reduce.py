@@ -1,6 +1,7 @@
 """Reductions over one axis, several axes, or all of them (axis=None)."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from minigrad.autograd import Context, Function
@@ -90,7 +91,7 @@ class Var(Function):
         # d var/dx_i = 2 (x_i - mean) / (N - correction)
         c = ctx.centered
         g = _expand_back(g, c.shape, ctx.axis, ctx.keepdims)
-        return g * c * (2.0 / ctx.denom)
+        return g * c * (2.0 / ctx.denom if ctx.denom else math.nan)  # N - correction = 0: nan, as torch
 
 
 class LogSumExp(Function):
