@@ -1,0 +1,242 @@
+"""nanoGPT's CPU "baby GPT" on shakespeare-char, trained by minigrad and by PyTorch side by side.
+
+python benchmarks/baby_gpt.py [--iters 2000] [--data ../shared/data/tinyshakespeare.txt] [--no-torch]
+env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/baby_gpt.py   # the headline BLAS setup
+
+The run of nanoGPT's README for a CPU: 4 layers, 4 heads, 128 dims, context 64, batch 12, dropout 0,
+2000 iterations, AdamW lr 1e-3 (warmup 100, cosine to 1e-4 at 2000), betas (0.9, 0.99), weight decay
+0.1 on 2-D weights, grad clip 1.0, char-level tinyshakespeare (65 symbols, first 90% train).
+minigrad's model is preset("shakespeare-char") (pre-norm, tied embedding/head, no biases); the PyTorch
+model is the same network written with torch.nn (nanoGPT's layout: SDPA with is_causal). Both start from
+the same nanoGPT-style initial weights (N(0, 0.02), residual projections N(0, 0.02 / sqrt(2 * layers)))
+and see the same batches; the engines alternate iteration by iteration, so machine load hits both alike.
+Wall time is the sum of each engine's iteration times (the evaluation is not included); final losses
+are means over 200 random batches of each split, as nanoGPT's estimate_loss.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, REPO)
+
+import minigrad as mg  # noqa: E402
+from benchmarks.train_step import blas_env, blas_info, cpu_name  # noqa: E402
+from tinygpt import TinyGPT, preset  # noqa: E402
+
+DEFAULT_DATA = os.path.join(REPO, "..", "shared", "data", "tinyshakespeare.txt")
+
+
+def load_chars(path: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """nanoGPT's shakespeare_char prepare.py: ids of the sorted distinct characters, 90/10 split."""
+    if not os.path.isfile(path):
+        sys.exit(f"baby_gpt: corpus {path} not found; pass --data PATH to tinyshakespeare.txt "
+                 "(https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt)")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    chars = sorted(set(text))
+    lut = {c: i for i, c in enumerate(chars)}
+    ids = np.array([lut[c] for c in text], dtype=np.int64)
+    cut = int(len(ids) * 0.9)
+    return ids[:cut], ids[cut:], len(chars)
+
+
+def get_batch(data: np.ndarray, rng: np.random.Generator, batch: int, block: int) -> tuple[np.ndarray, np.ndarray]:
+    ix = rng.integers(0, len(data) - block, batch)
+    x = np.stack([data[i:i + block] for i in ix])
+    y = np.stack([data[i + 1:i + 1 + block] for i in ix])
+    return x, y
+
+
+def nanogpt_init(model: Any, n_layers: int, seed: int) -> None:
+    """nanoGPT's _init_weights on a minigrad TinyGPT: N(0, 0.02) weights, N(0, 0.02/sqrt(2L)) residual projections."""
+    rng = np.random.default_rng(seed)
+    for name, p in model.named_parameters():
+        if p.ndim < 2 and name != "pos_embed":  # LayerNorm weights stay 1 (there are no biases)
+            continue
+        std = 0.02 / math.sqrt(2 * n_layers) if name.endswith(("out_proj.weight", "ff.2.weight")) else 0.02
+        p.data[...] = rng.normal(0.0, std, p.shape).astype(p.dtype)
+
+
+def lr_at(it: int, iters: int) -> float:
+    return mg.optim.cosine_with_warmup(it, 1e-3, 100, iters, 1e-4)
+
+
+# ---------------------------------------------------------------- the two engines
+
+def minigrad_engine(model: Any, iters: int) -> tuple[Callable, Callable]:
+    opt = mg.optim.AdamW(model.param_groups(0.1), lr=1e-3, betas=(0.9, 0.99))
+
+    def step(it: int, x: np.ndarray, y: np.ndarray) -> float:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(it, iters)
+        _, loss = model(x, y)
+        opt.zero_grad()
+        loss.backward()
+        mg.optim.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        return loss.item()
+
+    @mg.no_grad()
+    def evaluate(x: np.ndarray, y: np.ndarray) -> float:
+        return model(x, y)[1].item()
+
+    return step, evaluate
+
+
+def torch_model(torch: Any, cfg: Any) -> Any:
+    """The baby GPT in torch.nn, nanoGPT's layout, with minigrad's parameter names (for load_state_dict)."""
+    nn, F = torch.nn, torch.nn.functional
+
+    class Attention(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.in_proj_weight = nn.Parameter(torch.empty(3 * cfg.n_embd, cfg.n_embd))
+            self.out_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
+
+        def forward(self, x: Any) -> Any:
+            b, t, c = x.shape
+            q, k, v = F.linear(x, self.in_proj_weight).split(c, dim=2)
+            q, k, v = (z.view(b, t, cfg.n_heads, c // cfg.n_heads).transpose(1, 2) for z in (q, k, v))
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return self.out_proj(y.transpose(1, 2).contiguous().view(b, t, c))
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ln1 = nn.LayerNorm(cfg.n_embd, bias=False)
+            self.attn = Attention()
+            self.ln2 = nn.LayerNorm(cfg.n_embd, bias=False)
+            self.ff = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=False), nn.GELU(),
+                                    nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=False))
+
+        def forward(self, x: Any) -> Any:
+            x = x + self.attn(self.ln1(x))
+            return x + self.ff(self.ln2(x))
+
+    class BabyGPT(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tok_embed = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+            self.pos_embed = nn.Parameter(torch.zeros(1, cfg.block_size, cfg.n_embd))
+            self.blocks = nn.ModuleList([Block() for _ in range(cfg.n_layers)])
+            self.ln_f = nn.LayerNorm(cfg.n_embd, bias=False)
+            self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+            self.head.weight = self.tok_embed.weight  # tied, as nanoGPT
+
+        def forward(self, idx: Any, targets: Any) -> Any:
+            x = self.tok_embed(idx) + self.pos_embed[:, :idx.shape[1]]
+            for block in self.blocks:
+                x = block(x)
+            logits = self.head(self.ln_f(x))
+            return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+
+    return BabyGPT()
+
+
+def torch_engine(torch: Any, cfg: Any, state: dict, iters: int) -> tuple[Callable, Callable]:
+    model = torch_model(torch, cfg)
+    model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state.items()}, strict=False)
+    params = {id(p): p for p in model.parameters()}.values()
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=1e-3, betas=(0.9, 0.99))
+
+    def step(it: int, x: np.ndarray, y: np.ndarray) -> float:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(it, iters)
+        loss = model(torch.from_numpy(x), torch.from_numpy(y))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        return loss.item()
+
+    def evaluate(x: np.ndarray, y: np.ndarray) -> float:
+        with torch.no_grad():
+            return model(torch.from_numpy(x), torch.from_numpy(y)).item()
+
+    return step, evaluate
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--iters", type=int, default=2000)
+    ap.add_argument("--eval-batches", type=int, default=200)
+    ap.add_argument("--data", default=DEFAULT_DATA)
+    ap.add_argument("--seed", type=int, default=1337)
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--log-every", type=int, default=250)
+    args = ap.parse_args()
+
+    train, val, vocab = load_chars(args.data)
+    cfg = preset("shakespeare-char", vocab_size=vocab)
+    batch, block = 12, cfg.block_size
+    mg.manual_seed(args.seed)
+    model = TinyGPT(cfg)
+    nanogpt_init(model, cfg.n_layers, args.seed)
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    engines: dict[str, tuple[Callable, Callable]] = {"minigrad": minigrad_engine(model, args.iters)}
+    torch = None
+    if not args.no_torch:
+        try:
+            import torch
+            engines["torch"] = torch_engine(torch, cfg, state, args.iters)
+        except ImportError:
+            print("torch is not installed: minigrad figures only")
+
+    n_params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    print(f"baby GPT: {n_params:,} parameters, vocab {vocab}, {cfg.n_layers} layers, {cfg.n_heads} heads, "
+          f"{cfg.n_embd} dims, context {block}, batch {batch}, {args.iters} iterations")
+    print(f"machine: {cpu_name()}, {os.cpu_count()} cpus; numpy BLAS: {blas_info()}; env {blas_env()}"
+          + (f"; torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch is not None else ""),
+          flush=True)
+    rng = np.random.default_rng(args.seed)
+    seconds = {name: 0.0 for name in engines}
+    last = {name: [] for name in engines}
+    for it in range(args.iters):
+        x, y = get_batch(train, rng, batch, block)
+        names = list(engines) if it % 2 == 0 else list(engines)[::-1]
+        for name in names:
+            t0 = time.perf_counter()
+            loss = engines[name][0](it, x, y)
+            seconds[name] += time.perf_counter() - t0
+            last[name].append(loss)
+        if args.log_every and ((it + 1) % args.log_every == 0 or it == 0):
+            print(f"iter {it + 1:5d}: " + ", ".join(f"{n} loss {np.mean(last[n][-50:]):.4f} ({seconds[n]:.1f} s)"
+                                                    for n in engines), flush=True)
+
+    final: dict[str, dict[str, float]] = {name: {} for name in engines}
+    erng = {split: np.random.default_rng(args.seed + 1 + i) for i, split in enumerate(("train", "val"))}
+    for split, data in (("train", train), ("val", val)):
+        batches = [get_batch(data, erng[split], batch, block) for _ in range(args.eval_batches)]
+        for name in engines:
+            final[name][split] = float(np.mean([engines[name][1](x, y) for x, y in batches]))
+
+    flops = 6 * (n_params - cfg.block_size * cfg.n_embd) + 12 * cfg.n_layers * block * cfg.n_embd
+    gflop_iter = flops * batch * block / 1e9
+    print(f"\n{'engine':10s} {'wall s':>8s} {'ms/iter':>8s} {'GFLOP/s':>8s} {'train loss':>11s} {'val loss':>9s}")
+    for name in engines:
+        s = seconds[name]
+        print(f"{name:10s} {s:8.1f} {s / args.iters * 1e3:8.1f} {gflop_iter * args.iters / s:8.1f} "
+              f"{final[name]['train']:11.4f} {final[name]['val']:9.4f}")
+    m = final["minigrad"]
+    summary = (f"SUMMARY baby_gpt {args.iters} iters: minigrad {seconds['minigrad']:.1f} s, "
+               f"train {m['train']:.4f} val {m['val']:.4f}")
+    if "torch" in engines:
+        t = final["torch"]
+        summary += (f"; torch {seconds['torch']:.1f} s, train {t['train']:.4f} val {t['val']:.4f}; "
+                    f"val diff {m['val'] - t['val']:+.4f}, time ratio {seconds['minigrad'] / seconds['torch']:.2f}")
+    print(summary)
+
+
+if __name__ == "__main__":
+    main()

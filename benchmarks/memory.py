@@ -1,0 +1,104 @@
+"""Memory of training: peak RSS of a tutorial step, and RSS over many steps (no growth), minigrad vs PyTorch.
+
+python benchmarks/memory.py [--steps 3] [--growth-steps 500] [--growth-batch 4] [--no-torch]
+
+Each measurement runs in a fresh subprocess per engine (so one engine's memory never counts for the
+other), building the model and AdamW, then running training steps (fwd + bwd + clip + AdamW) on random
+tokens. "peak" is the process's high-water mark (VmHWM) after the steps; "base" is the RSS just before
+the first step (interpreter, libraries, weights, optimizer state); "step" = peak - base is what a step
+adds on top. The growth run uses the tutorial dims with a smaller batch (to keep it quick) and compares
+the RSS after the first 50 steps with the RSS after all of them: the graph of each step must be freed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status (Linux only)")
+
+
+def worker(engine: str, steps: int, batch: int, checkpoints: list) -> dict:
+    """Run in the subprocess: build, train, and report RSS figures in MiB."""
+    sys.path.insert(0, REPO)
+    from benchmarks.train_step import minigrad_step_fn, torch_step_fn
+    from tinygpt import preset
+    cfg = preset("tutorial")
+    if engine == "minigrad":
+        step = minigrad_step_fn(cfg, batch, "cpu", 0)
+    else:
+        import torch
+        step = torch_step_fn(torch, cfg, batch, "cpu", 0, compile=False)
+    out = {"base": _status_kb("VmRSS") / 1024, "rss": {}}
+    for i in range(1, steps + 1):
+        step()
+        if i in checkpoints:
+            out["rss"][i] = _status_kb("VmRSS") / 1024
+    out["peak"] = _status_kb("VmHWM") / 1024
+    return out
+
+
+def run(engine: str, steps: int, batch: int, checkpoints: list) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", engine, "--steps", str(steps),
+           "--batch", str(batch), "--checkpoints", ",".join(map(str, checkpoints))]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    if res.returncode != 0:
+        sys.exit(f"memory: the {engine} worker failed:\n{res.stderr[-2000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--steps", type=int, default=3, help="tutorial steps (batch 32) for the peak")
+    ap.add_argument("--growth-steps", type=int, default=500)
+    ap.add_argument("--growth-batch", type=int, default=4)
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--batch", type=int, default=32, help=argparse.SUPPRESS)
+    ap.add_argument("--checkpoints", default="", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        marks = [int(c) for c in args.checkpoints.split(",") if c]
+        print(json.dumps(worker(args.worker, args.steps, args.batch, marks)))
+        return
+
+    engines = ["minigrad"]
+    if not args.no_torch:
+        try:
+            import torch  # noqa: F401
+            engines.append("torch")
+        except ImportError:
+            print("torch is not installed: minigrad figures only")
+    print(f"peak: tutorial config, batch 32, {args.steps} steps; growth: tutorial dims, batch {args.growth_batch}, "
+          f"RSS after 50 vs after {args.growth_steps} steps; each engine in its own process\n")
+    print(f"{'engine':10s} {'base MiB':>9s} {'peak MiB':>9s} {'step MiB':>9s} {'RSS@50':>8s} "
+          f"{'RSS@' + str(args.growth_steps):>9s} {'growth':>8s}")
+    rows = {}
+    for engine in engines:
+        peak = run(engine, args.steps, 32, [])
+        growth = run(engine, args.growth_steps, args.growth_batch, [50, args.growth_steps])
+        r50, rend = growth["rss"]["50"], growth["rss"][str(args.growth_steps)]
+        rows[engine] = (peak["base"], peak["peak"], peak["peak"] - peak["base"], r50, rend, rend - r50)
+        print(f"{engine:10s} {rows[engine][0]:9.0f} {rows[engine][1]:9.0f} {rows[engine][2]:9.0f} {r50:8.0f} "
+              f"{rend:9.0f} {rend - r50:+8.1f}")
+    m = rows["minigrad"]
+    summary = f"SUMMARY memory: minigrad peak {m[1]:.0f} MiB (step {m[2]:.0f} MiB), growth {m[5]:+.1f} MiB"
+    if "torch" in rows:
+        t = rows["torch"]
+        summary += (f"; torch peak {t[1]:.0f} MiB (step {t[2]:.0f} MiB), growth {t[5]:+.1f} MiB; "
+                    f"peak ratio {m[1] / t[1]:.2f}, step ratio {m[2] / t[2]:.2f}")
+    print(summary)
+
+
+if __name__ == "__main__":
+    main()
