@@ -243,32 +243,29 @@ class Tokenizer:
                 return (whole,)
         byte_ids = self._byte_ids
         ids = [byte_ids[b] for b in data]
-        if len(ids) > LONG_CHUNK:
+        n = len(ids)
+        if n > LONG_CHUNK:
             return self._merge_long(ids)
+        if n < 2:
+            return tuple(ids)
         ranks_get = self._ranks.get
-        merges = self._merges
-        while len(ids) > 1:
-            # the lowest-rank adjacent pair is merged everywhere, left to right (HF's merge_all order)
-            rank = min(map(ranks_get, zip(ids, ids[1:]), repeat(NO_RANK)))
+        results = self._merge_result
+        # ranks[i] is the rank of the pair (ids[i], ids[i + 1]); a merge changes only its two neighbours.
+        ranks = list(map(ranks_get, zip(ids, ids[1:]), repeat(NO_RANK)))
+        while True:
+            rank = min(ranks)
             if rank == NO_RANK:
                 break
-            a, b = merges[rank]
-            new = self._merge_result[rank]
-            if ids.count(a) == 1:  # the usual case: that one `a` starts the pair
-                i = ids.index(a)
-                ids[i] = new
-                del ids[i + 1]
-                continue
-            out = []
-            i, n = 0, len(ids)
-            while i < n:
-                if ids[i] == a and i + 1 < n and ids[i + 1] == b:
-                    out.append(new)
-                    i += 2
-                else:
-                    out.append(ids[i])
-                    i += 1
-            ids = out
+            i = ranks.index(rank)  # one merge at a time: lowest rank, leftmost first (HF's merge_all)
+            new = ids[i] = results[rank]
+            del ids[i + 1]
+            del ranks[i]
+            if i < len(ranks):
+                ranks[i] = ranks_get((new, ids[i + 1]), NO_RANK)
+            elif not ranks:
+                break
+            if i:
+                ranks[i - 1] = ranks_get((ids[i - 1], new), NO_RANK)
         return tuple(ids)
 
     def _merge_long(self, ids: list[int]) -> tuple[int, ...]:

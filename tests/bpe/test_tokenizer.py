@@ -84,6 +84,14 @@ def _rescan_merge(tok, ids):
         ids = out
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(list("thequickbrownfoxéaa 😀") + ["the", " the", "ab"]), max_size=40).map("".join))
+def test_short_chunk_merges_equal_the_textbook_rescan(tok, text):
+    for chunk in tok._findall(text):
+        ids = [tok._byte_ids[b] for b in chunk.encode()]
+        assert tok._encode_chunk(chunk) == _rescan_merge(tok, ids)
+
+
 def test_merges_are_applied_in_rank_order(tok):
     word = "quick"
     ids = tok.encode(word)
