@@ -67,8 +67,6 @@ def test_repr_shows_values_dtype_and_the_op():
     assert "grad_fn=<Sum>" in repr((x * x).sum())
 
 
-@pytest.mark.xfail(strict=True, reason="tensor.py __repr__: continuation rows of a 2-D tensor are not aligned "
-                                       "under the first one as in PyTorch (np.array2string needs prefix='tensor(')")
 def test_repr_of_a_matrix_aligns_rows_like_pytorch():
     assert repr(mg.ones(2, 2)) == "tensor([[1., 1.],\n        [1., 1.]])"
 
