@@ -34,7 +34,12 @@ class AdamW(Optimizer):
                     state["max_exp_avg_sq"] = xp.zeros_like(x)
             state["step"] += 1
             t = state["step"]
-            m, v, tmp = state["exp_avg"], state["exp_avg_sq"], self._work(p)
+            m, v = state["exp_avg"], state["exp_avg_sq"]
+            kernels = p.device.kernels
+            if kernels is not None and not group["amsgrad"]:  # one fused kernel per parameter (CUDA)
+                kernels.adamw_step(x, g, m, v, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=wd, step=t)
+                continue
+            tmp = self._work(p)
             if wd != 0.0:
                 x *= 1.0 - lr * wd  # decoupled decay: shrink p, not the gradient
             m *= beta1  # m = b1 m + (1 - b1) g
