@@ -20,12 +20,15 @@ class GPTConfig:
     dropout: float = 0.0
     gelu: str = "none"  # "none" (exact, erf) or "tanh"
     bias: bool = True  # biases in Linear layers and LayerNorms (the head never has one)
+    init: str = "torch"  # "torch": PyTorch's default inits (the tutorial); "nanogpt": N(0, 0.02), see model.py
 
     def __post_init__(self) -> None:
         if self.n_embd % self.n_heads:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_heads ({self.n_heads})")
         if self.norm not in ("post", "pre"):
             raise ValueError(f"norm must be 'post' or 'pre', got {self.norm!r}")
+        if self.init not in ("torch", "nanogpt"):
+            raise ValueError(f"init must be 'torch' or 'nanogpt', got {self.init!r}")
         if self.gelu not in ("none", "tanh"):
             raise ValueError(f"gelu must be 'none' or 'tanh', got {self.gelu!r}")
 
@@ -48,7 +51,7 @@ PRESETS: dict[str, GPTConfig] = {
     "nano": GPTConfig(vocab_size=512, block_size=32, n_embd=32, n_heads=2, n_layers=2),
     # nanoGPT's CPU "baby GPT" (config/train_shakespeare_char.py with the README's CPU overrides)
     "shakespeare-char": GPTConfig(vocab_size=65, block_size=64, n_embd=128, n_heads=4, n_layers=4,
-                                  norm="pre", tie_weights=True, dropout=0.0, bias=False),
+                                  norm="pre", tie_weights=True, dropout=0.0, bias=False, init="nanogpt"),
 }
 
 

@@ -7,6 +7,7 @@ two unchanged. Attention uses nn.MultiheadAttention's parameters through one pac
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import minigrad as mg
@@ -69,6 +70,19 @@ class TinyGPT(nn.Module):
         self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         if cfg.tie_weights:
             self.head.weight = self.tok_embed.weight
+        if cfg.init == "nanogpt":
+            self.init_nanogpt()
+
+    def init_nanogpt(self) -> None:
+        """nanoGPT's _init_weights: matrices and embeddings N(0, 0.02), residual projections N(0, 0.02/sqrt(2L)),
+        biases 0, LayerNorms 1. (PyTorch's default N(0, 1) embedding would start a tied head at a loss near 100.)"""
+        residual_std = 0.02 / math.sqrt(2 * self.cfg.n_layers)
+        for name, p in self.named_parameters():
+            if p.ndim >= 2:
+                std = residual_std if name.endswith(("attn.out_proj.weight", "ff.2.weight")) else 0.02
+                nn.init.normal_(p, 0.0, std)
+            elif name.endswith("bias"):
+                nn.init.zeros_(p)
 
     def forward(self, idx: Any, targets: Any = None, caches: list | None = None, start_pos: int = 0) -> Any:
         """Logits (B, T, vocab) for token ids (B, T); with targets, (logits, mean cross-entropy loss)."""

@@ -1,6 +1,8 @@
 """TinyGPT: parity with the tutorial's PyTorch model, the KV cache, parameter names."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -141,3 +143,14 @@ def test_a_saved_model_safetensors_loads_into_the_tutorials_pytorch_model(tmp_pa
     idx = np.random.default_rng(3).integers(0, cfg.vocab_size, (2, 10))
     np.testing.assert_allclose(ours(idx).numpy(), theirs(torch.from_numpy(idx))[0].detach().numpy(),
                                rtol=1e-4, atol=1e-4)
+
+
+def test_shakespeare_char_preset_uses_nanogpts_init_and_starts_near_uniform_loss():
+    mg.manual_seed(0)
+    model = TinyGPT(preset("shakespeare-char"))
+    sd = model.state_dict()
+    assert abs(float(sd["tok_embed.weight"].numpy().std()) - 0.02) < 0.002
+    assert abs(float(sd["blocks.0.ff.2.weight"].numpy().std()) - 0.02 / math.sqrt(8)) < 0.001
+    idx = np.random.default_rng(0).integers(0, 65, (4, 33))
+    _, loss = model(idx[:, :-1], idx[:, 1:])
+    assert abs(loss.item() - math.log(65)) < 0.2  # a tied N(0, 1) embedding would start near 100
