@@ -281,7 +281,7 @@ def _erf_numpy(x: np.ndarray) -> np.ndarray:
     out = np.empty_like(x64)
     small = ax < 0.5
     mid = (~small) & (ax < 4.0)
-    big = ax >= 4.0
+    big = ~(small | mid)  # |x| >= 4, and NaN (which then propagates)
     if small.any():
         xs = x64[small]
         z = xs * xs

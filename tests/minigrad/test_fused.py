@@ -237,9 +237,6 @@ def test_gelu_exact_gradient_matches_its_formula():
     np.testing.assert_allclose(x.grad.numpy(), cdf + v * pdf, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.xfail(strict=True, reason="backend.py _erf_numpy: NaN falls in none of the |x| < 0.5 / < 4 / >= 4 "
-                                       "masks, so erf(nan) in float64 returns uninitialised memory (fix: big = "
-                                       "~(small | mid))")
 def test_backend_erf_propagates_nan_like_math_erf():
     from minigrad.backend import erf
     np.ones(4096)  # leave finite numbers in freed memory for np.empty to hand back
