@@ -201,6 +201,7 @@ def main() -> None:
     p.add_argument("--big-runs", type=int, default=3, help="runs per setup on the 10 MB corpora")
     p.add_argument("--patterns", default="gpt2,gpt4")
     p.add_argument("--big-mb", type=float, default=10.0, help="size of the repeated corpus")
+    p.add_argument("--encode-only", action="store_true", help="skip the trainings (about 20 s instead of 90 s)")
     args = p.parse_args()
     if not args.corpus.is_file():
         sys.exit(f"corpus not found: {args.corpus}")
@@ -218,15 +219,17 @@ def main() -> None:
           f"python {sys.version.split()[0]}, load average {_load()}")
     if not with_hf:
         print("tokenizers not installed: Hugging Face columns are skipped")
-    print("\ntraining seconds (fresh process per run, file reading included) and peak RSS (MB, whole process)")
-    print("HF ser = TOKENIZERS_PARALLELISM=false (HF's fastest single thread here), HF r1 = RAYON_NUM_THREADS=1, "
-          "HF 2t = 2 threads;\n/ser, /r1, /2t = ours / HF wall time; cpu = ours / HF ser in CPU seconds "
-          "(time spent waiting for a core not counted)")
-    print(f"{'corpus':<16}{'pattern':<8}{'ours':>7}{'HF ser':>8}{'HF r1':>7}{'HF 2t':>7}{'/ser':>6}{'/r1':>6}{'/2t':>6}"
-          f"{'cpu':>6}{'ours MB':>9}{'HF MB':>7}{'mem':>6}{'merges':>8}")
+    trainings = [] if args.encode_only else [
+        (args.corpus, args.corpus.stem[:15]), (big, f"x{reps} ({big_mb:.0f} MB)"), (rotated, f"x{reps} rot")]
+    if trainings:
+        print("\ntraining seconds (fresh process per run, file reading included) and peak RSS (MB, whole process)")
+        print("HF ser = TOKENIZERS_PARALLELISM=false (HF's fastest single thread here), HF r1 = RAYON_NUM_THREADS=1, "
+              "HF 2t = 2 threads;\n/ser, /r1, /2t = ours / HF wall time; cpu = ours / HF ser in CPU seconds "
+              "(time spent waiting for a core not counted)")
+        print(f"{'corpus':<16}{'pattern':<8}{'ours':>7}{'HF ser':>8}{'HF r1':>7}{'HF 2t':>7}{'/ser':>6}{'/r1':>6}"
+              f"{'/2t':>6}{'cpu':>6}{'ours MB':>9}{'HF MB':>7}{'mem':>6}{'merges':>8}")
     ratios = {}
-    for corpus, label in ((args.corpus, args.corpus.stem[:15]), (big, f"x{reps} ({big_mb:.0f} MB)"),
-                          (rotated, f"x{reps} rot")):
+    for corpus, label in trainings:
         for pattern in args.patterns.split(","):
             runs = args.runs if corpus == args.corpus else args.big_runs
             r = bench_training(corpus, args.vocab_size, pattern, runs, with_hf)
