@@ -226,10 +226,48 @@ _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
-class Gelu(Function):
-    """GELU, exact (erf) or tanh form. Forward saves x and t = erf(x/sqrt 2) or tanh(u) for the backward.
+def _gelu_erf_block(xp: Any, x: Any, y: Any, d: Any) -> None:
+    """y = x Phi(x) and d = dy/dx = Phi(x) + x phi(x) for one block, Phi(x) = (1 + erf(x / sqrt 2)) / 2."""
+    e = x * x
+    e *= -0.5
+    xp.exp(e, out=e)  # e = exp(-x^2 / 2) = sqrt(2 pi) phi(x)
+    cdf = xp.multiply(x, _INV_SQRT_2)
+    cdf[...] = backend.erf(cdf)
+    cdf += 1.0
+    cdf *= 0.5
+    xp.multiply(x, cdf, out=y)
+    xp.multiply(x, e, out=d)
+    d *= _INV_SQRT_2PI
+    d += cdf
 
-    A device with fused kernels (``device.kernels``, CUDA) runs one kernel each way instead.
+
+def _gelu_tanh_block(xp: Any, x: Any, y: Any, d: Any) -> None:
+    """y = 0.5 x (1 + tanh(u)) and d = dy/dx for one block, u = sqrt(2/pi) (x + 0.044715 x^3) (x*x*x, never x**3)."""
+    t = x * x
+    t *= 0.044715
+    t += 1.0
+    t *= x
+    t *= _SQRT_2_OVER_PI
+    xp.tanh(t, out=t)
+    # dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)   (sech^2 = 1 - tanh^2)
+    xp.multiply(x, x, out=d)
+    d *= 3 * 0.044715
+    d += 1.0
+    d *= x
+    d *= 0.5 * _SQRT_2_OVER_PI
+    sech2 = t * t
+    xp.subtract(1.0, sech2, out=sech2)
+    d *= sech2
+    t += 1.0
+    t *= 0.5
+    d += t
+    xp.multiply(x, t, out=y)
+
+
+class Gelu(Function):
+    """GELU, exact (erf) or tanh form. Forward computes dy/dx alongside y and saves only that, so
+    backward is one multiply (and x need not be kept). A device with fused kernels (``device.kernels``,
+    CUDA) runs one kernel each way instead.
     """
 
     @staticmethod
@@ -241,63 +279,28 @@ class Gelu(Function):
             return kernels.gelu_forward(x, approximate)
         xf = x.reshape(-1)
         y = xp.empty_like(xf)
-        t = xp.empty_like(xf) if ctx.recording else None
+        d = xp.empty_like(xf) if ctx.recording else None
+        block_fn = _gelu_tanh_block if approximate == "tanh" else _gelu_erf_block
 
         def block(a: int, b: int) -> None:
-            xb, yb = xf[a:b], y[a:b]
-            tb = xp.empty_like(xb) if t is None else t[a:b]
-            if approximate == "tanh":
-                # y = 0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3)   (x*x*x, never x**3)
-                xp.multiply(xb, xb, out=tb)
-                tb *= 0.044715
-                tb += 1.0
-                tb *= xb
-                tb *= _SQRT_2_OVER_PI
-                xp.tanh(tb, out=tb)
-            else:
-                # y = 0.5 x (1 + erf(x / sqrt(2)))
-                xp.multiply(xb, _INV_SQRT_2, out=yb)
-                tb[...] = backend.erf(yb)
-            xp.add(tb, 1.0, out=yb)
-            yb *= xb
-            yb *= 0.5
+            block_fn(xp, xf[a:b], y[a:b], xp.empty_like(xf[a:b]) if d is None else d[a:b])
 
         for_row_blocks(ctx.device, xf.size, xf.itemsize, block)
-        ctx.x, ctx.t = xf, t
+        ctx.d = d
         return y.reshape(x.shape)
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> Any:
-        xp, x = ctx.xp, ctx.x
+        xp = ctx.xp
         if ctx.device.kernels is not None:
-            return ctx.device.kernels.gelu_backward(x, g, ctx.approximate)
-        t, gf = ctx.t, g.reshape(-1)
-        dx = t if not ctx.retain_graph else xp.empty_like(t)  # t is overwritten when the graph is freed
+            return ctx.device.kernels.gelu_backward(ctx.x, g, ctx.approximate)
+        d, gf = ctx.d, g.reshape(-1)
+        dx = d if not ctx.retain_graph else xp.empty_like(d)  # d is overwritten when the graph is freed
 
         def block(a: int, b: int) -> None:
-            xb, tb, gb, ob = x[a:b], t[a:b], gf[a:b], dx[a:b]
-            d = xb * xb
-            if ctx.approximate == "tanh":
-                # dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)   (sech^2 = 1 - tanh^2)
-                d *= 3 * 0.044715
-                d += 1.0
-                d *= xb
-                d *= 0.5 * _SQRT_2_OVER_PI
-                sech2 = tb * tb
-                xp.subtract(1.0, sech2, out=sech2)
-                d *= sech2
-            else:
-                # dy/dx = 0.5 (1 + erf(x/sqrt 2)) + x * exp(-x^2/2) / sqrt(2 pi)
-                d *= -0.5
-                xp.exp(d, out=d)
-                d *= xb
-                d *= _INV_SQRT_2PI
-            xp.add(tb, 1.0, out=ob)
-            ob *= 0.5
-            ob += d
-            ob *= gb
+            xp.multiply(d[a:b], gf[a:b], out=dx[a:b])  # dx = g * dy/dx
 
-        for_row_blocks(ctx.device, x.size, x.itemsize, block)
+        for_row_blocks(ctx.device, d.size, d.itemsize, block)
         return dx.reshape(ctx.x_shape)
 
 
