@@ -15,6 +15,7 @@ from typing import Any
 
 from minigrad import backend
 from minigrad.autograd import Context, Function
+from minigrad.ops import buffers
 from minigrad.ops.parallel import for_row_blocks
 
 
@@ -29,7 +30,8 @@ class Linear(Function):
         # all leading dims as rows of one matrix: BLAS gets one big GEMM, not one per batch entry;
         # W.T is a transposed view, never a copy
         x2 = x.reshape(-1, x.shape[-1])
-        y = x2 @ weight.T
+        y = buffers.empty(ctx.device, (x2.shape[0], weight.shape[0]), ctx.xp.result_type(x2, weight))
+        ctx.xp.matmul(x2, weight.T, out=y)  # big outputs (the logits) reuse last step's memory
         if bias is not None:
             y += bias
         ctx.x2, ctx.x_shape, ctx.weight = x2, x.shape, weight
@@ -119,7 +121,7 @@ class CrossEntropy(Function):
             raise IndexError(f"cross_entropy: target ids {bad} out of range for {c} classes "
                              f"(ignore_index={ignore_index})")
         keep = ctx.recording and ctx.needs_input_grad[0]
-        e = xp.empty_like(logits) if keep else None
+        e = buffers.empty(ctx.device, logits.shape, logits.dtype) if keep else None
         m = xp.empty((n, 1), dtype=logits.dtype)
         s = xp.empty((n, 1), dtype=logits.dtype)
 

@@ -220,3 +220,36 @@ def test_threaded_and_single_threaded_runs_give_identical_bits():
         results.append([ce[0], *ce[1], ln[0], *ln[1], ge[0], *ge[1]])
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+def test_big_buffers_are_reused_only_when_nothing_else_holds_them():
+    from minigrad.ops import buffers
+    cpu, shape = mg.device("cpu"), (1024, 8193)  # 33.6 MB of float32: above the recycling threshold
+    buffers.clear()
+    try:
+        a = buffers.empty(cpu, shape, np.float32)
+        b = buffers.empty(cpu, shape, np.float32)
+        assert a is not b
+        id_a, view = id(a), a[:3]
+        del a
+        c = buffers.empty(cpu, shape, np.float32)  # a is still seen through the view, b is held: a new one
+        assert c is not b and not np.shares_memory(c, view)
+        del view
+        assert id(buffers.empty(cpu, shape, np.float32)) == id_a  # now nothing holds a: it comes back
+        assert buffers.empty(cpu, shape, np.float64).dtype == np.float64  # another dtype, another pool
+    finally:
+        buffers.clear()
+
+
+def test_logits_of_consecutive_steps_do_not_share_memory_while_held():
+    from tinygpt import TinyGPT, preset
+    mg.manual_seed(0)
+    model = TinyGPT(preset("tutorial", n_layers=1, block_size=8))  # (4096, 8000) logits with batch 512
+    ids = np.random.default_rng(0).integers(0, 8000, (512, 9))
+    first, loss = model(ids[:, :-1], ids[:, 1:])
+    loss.backward()
+    kept = first.numpy().copy()
+    second, loss2 = model(ids[:, 1:], ids[:, :-1])
+    loss2.backward()
+    np.testing.assert_array_equal(first.numpy(), kept)  # the held logits were not overwritten
+    assert not np.shares_memory(first.numpy(), second.numpy())
