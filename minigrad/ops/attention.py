@@ -15,6 +15,7 @@ from typing import Any
 
 from minigrad import backend
 from minigrad.autograd import Context, Function
+from minigrad.ops import parallel
 from minigrad.ops.parallel import for_row_blocks
 
 _causal_bias_cache: dict = {}
@@ -78,6 +79,10 @@ def _run(ctx: Context, fn: Any) -> None:
     per_entry = tq * tk * ctx.p.itemsize
     for n in lead[1:]:
         per_entry *= n
+    if parallel.splits_blas(ctx.device):  # every tile GEMM single-threaded, the blocks on our threads
+        with parallel.single_threaded_blas():
+            for_row_blocks(ctx.device, lead[0], per_entry, fn)
+        return
     d = max(ctx.q.shape[-1], ctx.v.shape[-1])
     small = max((q1 - q0) * k1 for q0, q1, k1 in ctx.tiles) * d <= BLAS_SINGLE_THREAD_MACS
     for_row_blocks(ctx.device, lead[0], per_entry, fn, parallel=small)

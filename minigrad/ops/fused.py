@@ -15,7 +15,7 @@ from typing import Any
 
 from minigrad import backend
 from minigrad.autograd import Context, Function
-from minigrad.ops import buffers
+from minigrad.ops import buffers, parallel
 from minigrad.ops.parallel import for_row_blocks
 
 
@@ -31,7 +31,7 @@ class Linear(Function):
         # W.T is a transposed view, never a copy
         x2 = x.reshape(-1, x.shape[-1])
         y = buffers.empty(ctx.device, (x2.shape[0], weight.shape[0]), ctx.xp.result_type(x2, weight))
-        ctx.xp.matmul(x2, weight.T, out=y)  # big outputs (the logits) reuse last step's memory
+        parallel.matmul(ctx.device, x2, weight.T, y)  # big outputs (the logits) reuse last step's memory
         if bias is not None:
             y += bias
         ctx.x2, ctx.x_shape, ctx.weight = x2, x.shape, weight
@@ -42,9 +42,13 @@ class Linear(Function):
         # dx = g W,  dW = g^T x (summed over all leading dims in one GEMM),  db = sum g
         x2, w = ctx.x2, ctx.weight
         need_x, need_w = ctx.needs_input_grad[:2]
+        xp, dev = ctx.xp, ctx.device
         g2 = g.reshape(-1, g.shape[-1])
-        dx = (g2 @ w).reshape(ctx.x_shape) if need_x else None
-        dw = g2.T @ x2 if need_w else None
+        dx = dw = None
+        if need_x:
+            dx = parallel.matmul(dev, g2, w, xp.empty((g2.shape[0], w.shape[1]), dtype=g.dtype)).reshape(ctx.x_shape)
+        if need_w:
+            dw = parallel.matmul(dev, g2.T, x2, xp.empty((g2.shape[1], x2.shape[1]), dtype=g.dtype))
         db = g2.sum(axis=0) if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2] else None
         return dx, dw, db
 

@@ -13,13 +13,21 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+try:  # optional: lets the matrix products run one single-threaded BLAS call per thread of ours
+    from threadpoolctl import ThreadpoolController
+except ImportError:  # pragma: no cover - then BLAS keeps its own threads
+    ThreadpoolController = None
 
 BLOCK_BYTES = 1 << 18  # 256 KiB of one array per block: a few such temporaries fit the 1 MiB L2 of a core
-PARALLEL_MIN_BYTES = 1 << 20  # below this the hand-off to a thread (tens of microseconds) does not pay
+PARALLEL_MIN_BYTES = 4 << 20  # below this the hand-off to a thread does not pay (measured: layer norm's 2 MB)
+SPLIT_MIN_MACS = 1 << 22  # matrix products with fewer multiply-adds stay one BLAS call
 
 _threads: int | None = None  # None: one per usable core
 _pool: ThreadPoolExecutor | None = None  # created on first parallel use, reused by every op
+_blas: tuple | None = None  # threadpoolctl's controllers of the loaded BLAS libraries, () without threadpoolctl
 
 
 def _usable_cores() -> int:
@@ -93,3 +101,59 @@ def for_row_blocks(device: Any, n_rows: int, row_bytes: int, fn: Callable[[int, 
             f.exception()
     for f in futures:
         f.result()  # re-raises an exception from a worker
+
+
+# ---------------------------------------------------------------- matrix products on our threads
+# OpenBLAS's own worker threads spin for a while after each call before they sleep; on a 2-core machine
+# they then compete with the threads that run the elementwise blocks above (measured: those blocks stopped
+# scaling inside a training step). So where threadpoolctl is installed, the big products of the fused ops
+# run as one single-threaded BLAS call per thread of ours, on a slice of the rows, and OpenBLAS's pool
+# stays asleep. Without threadpoolctl they are plain calls and BLAS threads them itself.
+
+def _blas_controllers() -> tuple:
+    global _blas
+    if _blas is None:
+        _blas = () if ThreadpoolController is None else \
+            tuple(ThreadpoolController().select(user_api="blas").lib_controllers)
+    return _blas
+
+
+def splits_blas(device: Any) -> bool:
+    """Whether big matrix products on device run on our threads (CPU, several threads, threadpoolctl present)."""
+    return device.type == "cpu" and num_threads() > 1 and bool(_blas_controllers())
+
+
+@contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """BLAS on one thread per call inside the block (restored after), so each of our threads gets one core."""
+    libs = _blas_controllers()
+    before = [lib.get_num_threads() for lib in libs]
+    for lib in libs:
+        lib.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for lib, n in zip(libs, before):
+            lib.set_num_threads(n)
+
+
+def matmul(device: Any, a: Any, b: Any, out: Any) -> Any:
+    """out[...] = a @ b for 2-D a and b (views welcome); big CPU products are cut into row slices, one per thread."""
+    xp = device.xp
+    n, k, m = a.shape[0], a.shape[1], b.shape[1]
+    threads = num_threads()
+    if not splits_blas(device) or n < 2 * threads or n * k * m < SPLIT_MIN_MACS:
+        return xp.matmul(a, b, out=out)
+    cuts = [n * i // threads for i in range(threads + 1)]
+    pool = _get_pool(threads)
+    with single_threaded_blas():
+        futures = [pool.submit(xp.matmul, a[cuts[i]:cuts[i + 1]], b, out=out[cuts[i]:cuts[i + 1]])
+                   for i in range(1, threads)]
+        try:
+            xp.matmul(a[:cuts[1]], b, out=out[:cuts[1]])
+        finally:
+            for f in futures:
+                f.exception()
+        for f in futures:
+            f.result()
+    return out
