@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover - then BLAS keeps its own threads
 
 BLOCK_BYTES = 1 << 18  # 256 KiB of one array per block: a few such temporaries fit the 1 MiB L2 of a core
 PARALLEL_MIN_BYTES = 4 << 20  # below this the hand-off to a thread does not pay (measured: layer norm's 2 MB)
-SPLIT_MIN_MACS = 1 << 22  # matrix products with fewer multiply-adds stay one BLAS call
+SPLIT_MIN_MACS = 1 << 26  # smaller products stay one BLAS call (measured: the baby GPT's 768-row GEMMs lost by splitting)
 
 _threads: int | None = None  # None: one per usable core
 _pool: ThreadPoolExecutor | None = None  # created on first parallel use, reused by every op
@@ -37,9 +37,12 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+_CORES = _usable_cores()
+
+
 def num_threads() -> int:
-    """How many threads the CPU kernels split big work across (default: the usable cores)."""
-    return _threads if _threads is not None else _usable_cores()
+    """How many threads the CPU kernels split big work across (default: the usable cores at import)."""
+    return _threads if _threads is not None else _CORES
 
 
 def set_num_threads(n: int | None) -> None:

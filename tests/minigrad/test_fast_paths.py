@@ -253,3 +253,15 @@ def test_logits_of_consecutive_steps_do_not_share_memory_while_held():
     loss2.backward()
     np.testing.assert_array_equal(first.numpy(), kept)  # the held logits were not overwritten
     assert not np.shares_memory(first.numpy(), second.numpy())
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_row_split_matmul_equals_one_call(threads, transposed):
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal((520, 1031)) if not transposed else rng.standard_normal((1031, 520)).T
+    b = rng.standard_normal((1031, 130))
+    out = np.empty((520, 130))
+    before = [lib.get_num_threads() for lib in parallel._blas_controllers()]
+    parallel.matmul(mg.device("cpu"), a, b, out)  # 70M multiply-adds: split when there are 2 threads
+    np.testing.assert_allclose(out, a @ b, rtol=1e-12, atol=1e-12)
+    assert [lib.get_num_threads() for lib in parallel._blas_controllers()] == before  # BLAS threads restored
