@@ -265,3 +265,24 @@ def test_row_split_matmul_equals_one_call(threads, transposed):
     parallel.matmul(mg.device("cpu"), a, b, out)  # 70M multiply-adds: split when there are 2 threads
     np.testing.assert_allclose(out, a @ b, rtol=1e-12, atol=1e-12)
     assert [lib.get_num_threads() for lib in parallel._blas_controllers()] == before  # BLAS threads restored
+
+
+def test_attention_with_dropout_equals_the_plain_formula_with_the_same_mask():
+    from minigrad import backend
+    rng = np.random.default_rng(9)
+    b, h, t, d = 3, 2, 70, 8
+    q, k, v = (rng.standard_normal((b, h, t, d)) for _ in range(3))
+    g = rng.standard_normal((b, h, t, d))
+    mg.manual_seed(5)
+    out, (dq, dk, dv) = run(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=0.3),
+                            [q, k, v], g)
+    mg.manual_seed(5)  # the op draws its keep mask in one call of the device's generator
+    keep = backend.rand(mg.device("cpu"), (b, h, t, t), np.float64) >= 0.3
+    p, _ = plain_attention(q, k, v, True)
+    used = p * keep / 0.7
+    np.testing.assert_allclose(out, used @ v, rtol=1e-10, atol=1e-12)
+    dp = (g @ v.swapaxes(-1, -2)) * keep / 0.7
+    ds = p * (dp - (p * dp).sum(-1, keepdims=True)) / math.sqrt(d)
+    np.testing.assert_allclose(dv, used.swapaxes(-1, -2) @ g, rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(dq, ds @ k, rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(dk, ds.swapaxes(-1, -2) @ q, rtol=1e-9, atol=1e-11)
