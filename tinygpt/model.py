@@ -38,6 +38,8 @@ class Block(nn.Module):
         if cache is None:
             y = F.packed_self_attention(qkv, a.num_heads, is_causal=True,
                                         dropout_p=a.dropout if self.training else 0.0)
+        elif not mg.is_grad_enabled() and "k" not in cache:
+            y = self._cached_attention(qkv, cache)
         else:
             b, t, c3 = qkv.shape
             c, h = c3 // 3, a.num_heads
@@ -47,6 +49,24 @@ class Block(nn.Module):
             cache["k"], cache["v"] = k, v
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(b, t, c)
         return a.out_proj(y)
+
+    def _cached_attention(self, qkv: mg.Tensor, cache: dict) -> mg.Tensor:
+        """Decoding without a graph: new keys/values are written into one preallocated (2, B, H, context, D)
+        array (no concatenation per token), and attention reads views of it."""
+        b, t, c3 = qkv.shape
+        h = self.attn.num_heads
+        d = c3 // 3 // h
+        xp, dev = qkv.device.xp, qkv.device
+        heads = qkv.data.reshape(b, t, 3, h, d).transpose(2, 0, 3, 1, 4)  # (3, B, H, T, D) view
+        kv, n = cache.get("kv"), cache.get("len", 0)
+        if kv is None or kv.shape[1] != b:
+            kv = cache["kv"] = xp.empty((2, b, h, self.cfg.block_size, d), dtype=qkv.dtype)
+            n = 0
+        kv[:, :, :, n:n + t] = heads[1:]
+        cache["len"] = n = n + t
+        q, k, v = (mg.Tensor(z, device=dev, _copy=False) for z in (heads[0], kv[0, :, :, :n], kv[1, :, :, :n]))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True).data  # (B, H, T, D)
+        return mg.Tensor(y.transpose(0, 2, 1, 3).reshape(b, t, c3 // 3), device=dev, _copy=False)
 
     def forward(self, x: mg.Tensor, cache: dict | None = None) -> mg.Tensor:
         if self.cfg.norm == "post":  # the tutorial: x = LN(x + f(x))
