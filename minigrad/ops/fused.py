@@ -185,7 +185,9 @@ class LayerNorm(Function):
         def block(a: int, b: int) -> None:
             # xhat = (x - mean) * rstd,  rstd = 1 / sqrt(mean((x - mean)^2) + eps)  (biased, as PyTorch)
             xb, xh, r = x2[a:b], xhat[a:b], rstd[a:b]
-            xp.subtract(xb, xb.mean(axis=1, keepdims=True), out=xh)
+            mean = xb.sum(axis=1, keepdims=True)  # sum * (1/C): ndarray.mean is a slow Python wrapper
+            mean *= 1.0 / c
+            xp.subtract(xb, mean, out=xh)
             xp.multiply(xp.einsum("ni,ni->n", xh, xh)[:, None], 1.0 / c, out=r)
             r += eps
             xp.sqrt(r, out=r)
@@ -215,7 +217,8 @@ class LayerNorm(Function):
         def block(a: int, b: int) -> None:
             gh, xh = dx[a:b], xhat[a:b]
             xp.multiply(g2[a:b], w, out=gh)
-            mean_gh = gh.mean(axis=1, keepdims=True)
+            mean_gh = gh.sum(axis=1, keepdims=True)
+            mean_gh *= 1.0 / c
             mean_gh_xhat = xp.einsum("ni,ni->n", gh, xh)[:, None]
             mean_gh_xhat *= 1.0 / c
             t = xp.multiply(xh, mean_gh_xhat, out=xh if scratch is None else scratch[a:b])
