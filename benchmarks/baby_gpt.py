@@ -9,7 +9,8 @@ The run of nanoGPT's README for a CPU: 4 layers, 4 heads, 128 dims, context 64, 
 minigrad's model is preset("shakespeare-char") (pre-norm, tied embedding/head, no biases); the PyTorch
 model is the same network written with torch.nn (nanoGPT's layout: SDPA with is_causal). Both start from
 the same nanoGPT-style initial weights (N(0, 0.02), residual projections N(0, 0.02 / sqrt(2 * layers)))
-and see the same batches; the engines alternate iteration by iteration, so machine load hits both alike.
+and see the same batches. The engines run one after the other, not interleaved: a BLAS or OpenMP pool
+keeps spinning for a while after each call, and interleaved steps measurably slowed the other engine.
 Wall time is the sum of each engine's iteration times (the evaluation is not included); final losses
 are means over 200 random batches of each split, as nanoGPT's estimate_loss.
 """
@@ -199,20 +200,17 @@ def main() -> None:
     print(f"machine: {cpu_name()}, {os.cpu_count()} cpus; numpy BLAS: {blas_info()}; env {blas_env()}"
           + (f"; torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch is not None else ""),
           flush=True)
-    rng = np.random.default_rng(args.seed)
     seconds = {name: 0.0 for name in engines}
-    last = {name: [] for name in engines}
-    for it in range(args.iters):
-        x, y = get_batch(train, rng, batch, block)
-        names = list(engines) if it % 2 == 0 else list(engines)[::-1]
-        for name in names:
+    for name, (step, _) in engines.items():  # one engine after the other: no thread pool of one slows the other
+        rng = np.random.default_rng(args.seed)  # the same batches for both
+        last: list = []
+        for it in range(args.iters):
+            x, y = get_batch(train, rng, batch, block)
             t0 = time.perf_counter()
-            loss = engines[name][0](it, x, y)
+            last.append(step(it, x, y))
             seconds[name] += time.perf_counter() - t0
-            last[name].append(loss)
-        if args.log_every and ((it + 1) % args.log_every == 0 or it == 0):
-            print(f"iter {it + 1:5d}: " + ", ".join(f"{n} loss {np.mean(last[n][-50:]):.4f} ({seconds[n]:.1f} s)"
-                                                    for n in engines), flush=True)
+            if args.log_every and ((it + 1) % args.log_every == 0 or it == 0):
+                print(f"{name} iter {it + 1:5d}: loss {np.mean(last[-50:]):.4f} ({seconds[name]:.1f} s)", flush=True)
 
     final: dict[str, dict[str, float]] = {name: {} for name in engines}
     erng = {split: np.random.default_rng(args.seed + 1 + i) for i, split in enumerate(("train", "val"))}
