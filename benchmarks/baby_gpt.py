@@ -17,7 +17,6 @@ are means over 200 random batches of each split, as nanoGPT's estimate_loss.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -54,16 +53,6 @@ def get_batch(data: np.ndarray, rng: np.random.Generator, batch: int, block: int
     x = np.stack([data[i:i + block] for i in ix])
     y = np.stack([data[i + 1:i + 1 + block] for i in ix])
     return x, y
-
-
-def nanogpt_init(model: Any, n_layers: int, seed: int) -> None:
-    """nanoGPT's _init_weights on a minigrad TinyGPT: N(0, 0.02) weights, N(0, 0.02/sqrt(2L)) residual projections."""
-    rng = np.random.default_rng(seed)
-    for name, p in model.named_parameters():
-        if p.ndim < 2 and name != "pos_embed":  # LayerNorm weights stay 1 (there are no biases)
-            continue
-        std = 0.02 / math.sqrt(2 * n_layers) if name.endswith(("out_proj.weight", "ff.2.weight")) else 0.02
-        p.data[...] = rng.normal(0.0, std, p.shape).astype(p.dtype)
 
 
 def lr_at(it: int, iters: int) -> float:
@@ -182,8 +171,7 @@ def main() -> None:
     cfg = preset("shakespeare-char", vocab_size=vocab)
     batch, block = 12, cfg.block_size
     mg.manual_seed(args.seed)
-    model = TinyGPT(cfg)
-    nanogpt_init(model, cfg.n_layers, args.seed)
+    model = TinyGPT(cfg)  # the preset's init="nanogpt": N(0, 0.02), residual projections N(0, 0.02/sqrt(2L))
     state = {k: v.numpy() for k, v in model.state_dict().items()}
     engines: dict[str, tuple[Callable, Callable]] = {"minigrad": minigrad_engine(model, args.iters)}
     torch = None

@@ -86,11 +86,13 @@ def main() -> None:
     rows = {}
     for engine in engines:
         peak = run(engine, args.steps, 32, [])
-        growth = run(engine, args.growth_steps, args.growth_batch, [50, args.growth_steps])
+        marks = sorted({50, *range(100, args.growth_steps + 1, 100), args.growth_steps})
+        growth = run(engine, args.growth_steps, args.growth_batch, marks)
         r50, rend = growth["rss"]["50"], growth["rss"][str(args.growth_steps)]
         rows[engine] = (peak["base"], peak["peak"], peak["peak"] - peak["base"], r50, rend, rend - r50)
+        trend = " ".join(f"{growth['rss'][str(m)]:.0f}" for m in marks)
         print(f"{engine:10s} {rows[engine][0]:9.0f} {rows[engine][1]:9.0f} {rows[engine][2]:9.0f} {r50:8.0f} "
-              f"{rend:9.0f} {rend - r50:+8.1f}")
+              f"{rend:9.0f} {rend - r50:+8.1f}   RSS at steps {', '.join(map(str, marks))}: {trend}")
     m = rows["minigrad"]
     summary = f"SUMMARY memory: minigrad peak {m[1]:.0f} MiB (step {m[2]:.0f} MiB), growth {m[5]:+.1f} MiB"
     if "torch" in rows:
