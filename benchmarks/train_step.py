@@ -1,12 +1,14 @@
 """One training step of the tutorial config, minigrad vs PyTorch, interleaved in one process.
 
-python benchmarks/train_step.py [--steps 20] [--warmup 3] [--compile] [--device cpu|cuda] [--no-torch]
+python benchmarks/train_step.py [--steps 20] [--run 4] [--warmup 3] [--compile] [--device cpu|cuda] [--no-torch]
 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/train_step.py   # the headline BLAS setup
 
 Step = forward + cross-entropy + backward + clip_grad_norm_(1.0) + AdamW(lr 3e-4, wd 0.01) on random tokens,
-vocab 8000, 128 dims, 4 heads, 6 layers, context 128, batch 32 (4096 tokens). The engines take turns step by
-step (A/B/A/B, or A/B/C with --compile) after warm-up, so drifting machine load hits them alike; each row
-is the median of --steps timed steps. GFLOP/s counts the step's matrix products only:
+vocab 8000, 128 dims, 4 heads, 6 layers, context 128, batch 32 (4096 tokens). The engines take turns
+(A/B/A/B, or A/B/C with --compile) after warm-up, so drifting machine load hits them alike; each row is the
+median of --steps timed steps. A turn is one untimed step and then --run timed steps back to back, as in
+training: OpenBLAS's threads (minigrad's matmuls) and torch's OpenMP threads keep spinning for a while after
+their last call, and with single-step turns they slowed whichever engine came next. GFLOP/s counts the step's matrix products only:
 6 * (matmul weights) + 12 * layers * T * d FLOPs per token (attention over the full T x T).
 Without torch installed the benchmark prints minigrad's figures alone.
 """
@@ -171,6 +173,9 @@ def main() -> None:
     ap.add_argument("--no-torch", action="store_true", help="minigrad only")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--run", type=int, default=4,
+                    help="timed steps per turn: engines take turns running this many steps back to back, "
+                         "after one untimed step each turn")
     args = ap.parse_args()
 
     cfg = preset("tutorial")
@@ -204,10 +209,13 @@ def main() -> None:
         for _, fn in engines:
             fn()
     times: dict[str, list[float]] = {name: [] for name, _ in engines}
-    for i in range(args.steps):
+    run = max(1, min(args.run, args.steps))
+    for i in range(-(-args.steps // run)):
         order = engines if i % 2 == 0 else engines[::-1]  # A B A B ... and alternate who goes first
         for name, fn in order:
-            times[name].append(fn())
+            fn()  # untimed: the other engine's thread pools spin down, this one's wake up
+            for _ in range(min(run, args.steps - len(times[name]))):
+                times[name].append(fn())
 
     tokens = args.batch * cfg.block_size
     gflop = flops_per_step(cfg, args.batch) / 1e9
@@ -218,7 +226,8 @@ def main() -> None:
           f"numpy {np.__version__}" + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)"
                                        if torch is not None else ""))
     print(f"numpy BLAS: {blas_info()}; env {blas_env()}")
-    print(f"median of {args.steps} interleaved steps per engine after {args.warmup} warm-up\n")
+    print(f"median of {args.steps} steps per engine after {args.warmup} warm-up, in interleaved turns of "
+          f"1 untimed + {run} timed steps\n")
     base = statistics.median(times["minigrad"])
     print(f"{'engine':14s} {'ms/step':>9s} {'IQR ms':>13s} {'tokens/s':>9s} {'GFLOP/s':>8s} {'minigrad speed-up':>18s}")
     rows = {}
