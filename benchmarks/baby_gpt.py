@@ -1,6 +1,6 @@
 """nanoGPT's CPU "baby GPT" on shakespeare-char, trained by minigrad and by PyTorch side by side.
 
-python benchmarks/baby_gpt.py [--iters 2000] [--data ../shared/data/tinyshakespeare.txt] [--no-torch]
+python benchmarks/baby_gpt.py [--iters 2000] [--turn 100] [--data ../shared/data/tinyshakespeare.txt] [--no-torch]
 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/baby_gpt.py   # the headline BLAS setup
 
 The run of nanoGPT's README for a CPU: 4 layers, 4 heads, 128 dims, context 64, batch 12, dropout 0,
@@ -9,8 +9,9 @@ The run of nanoGPT's README for a CPU: 4 layers, 4 heads, 128 dims, context 64, 
 minigrad's model is preset("shakespeare-char") (pre-norm, tied embedding/head, no biases); the PyTorch
 model is the same network written with torch.nn (nanoGPT's layout: SDPA with is_causal). Both start from
 the same nanoGPT-style initial weights (N(0, 0.02), residual projections N(0, 0.02 / sqrt(2 * layers)))
-and see the same batches. The engines run one after the other, not interleaved: a BLAS or OpenMP pool
-keeps spinning for a while after each call, and interleaved steps measurably slowed the other engine.
+and see the same batches. The engines take turns of --turn (100) iterations: a slow spell of this shared
+machine then hits both alike, and a BLAS or OpenMP pool that keeps spinning after the other engine's last
+call costs at most the first iteration of a turn (with step-by-step interleaving it slowed every step).
 Wall time is the sum of each engine's iteration times (the evaluation is not included); final losses
 are means over 200 random batches of each split, as nanoGPT's estimate_loss.
 """
@@ -165,6 +166,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1337)
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--log-every", type=int, default=250)
+    ap.add_argument("--turn", type=int, default=100, help="iterations per engine per turn")
     args = ap.parse_args()
 
     train, val, vocab = load_chars(args.data)
@@ -189,16 +191,23 @@ def main() -> None:
           + (f"; torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch is not None else ""),
           flush=True)
     seconds = {name: 0.0 for name in engines}
-    for name, (step, _) in engines.items():  # one engine after the other: no thread pool of one slows the other
-        rng = np.random.default_rng(args.seed)  # the same batches for both
-        last: list = []
-        for it in range(args.iters):
-            x, y = get_batch(train, rng, batch, block)
-            t0 = time.perf_counter()
-            last.append(step(it, x, y))
-            seconds[name] += time.perf_counter() - t0
-            if args.log_every and ((it + 1) % args.log_every == 0 or it == 0):
-                print(f"{name} iter {it + 1:5d}: loss {np.mean(last[-50:]):.4f} ({seconds[name]:.1f} s)", flush=True)
+    rngs = {name: np.random.default_rng(args.seed) for name in engines}  # the same batches for both
+    losses: dict[str, list] = {name: [] for name in engines}
+    turn = max(1, args.turn)
+    for k, start in enumerate(range(0, args.iters, turn)):
+        # the engines take turns of --turn iterations (alternating who goes first), so a slow spell of the
+        # machine hits both; a turn's first iteration also lets the other engine's thread pools spin down
+        order = list(engines) if k % 2 == 0 else list(engines)[::-1]
+        for name in order:
+            step = engines[name][0]
+            for it in range(start, min(start + turn, args.iters)):
+                x, y = get_batch(train, rngs[name], batch, block)
+                t0 = time.perf_counter()
+                losses[name].append(step(it, x, y))
+                seconds[name] += time.perf_counter() - t0
+                if args.log_every and ((it + 1) % args.log_every == 0 or it == 0):
+                    print(f"{name} iter {it + 1:5d}: loss {np.mean(losses[name][-50:]):.4f} ({seconds[name]:.1f} s)",
+                          flush=True)
 
     final: dict[str, dict[str, float]] = {name: {} for name in engines}
     erng = {split: np.random.default_rng(args.seed + 1 + i) for i, split in enumerate(("train", "val"))}
