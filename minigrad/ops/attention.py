@@ -6,7 +6,7 @@ B*H*T*T floats (8 MB per layer at the tutorial's sizes).
 
 When q, k and v share their leading dims (the usual (B, H, T, D) case), the work runs one
 block of batch entries at a time (``parallel.for_row_blocks``): a block's scores, softmax
-passes and gradient stay in the L2 cache, and the blocks are spread over the cores. Inputs
+passes and gradient stay in cache (L2 or L3), and the blocks are spread over the cores. Inputs
 that broadcast against each other take the same math in one block.
 """
 from __future__ import annotations
@@ -37,10 +37,6 @@ TILE = 64  # query rows per causal tile
 # GEMM_MULTITHREAD_THRESHOLD 4); bigger ones go to its own thread pool, which must not be entered from
 # several of our threads at once (measured: slower than one thread). Blocks run in parallel only below it.
 BLAS_SINGLE_THREAD_MACS = 262144
-# Bytes of P per block of batch entries: more than the elementwise ops' 256 KiB, since a block's calls loop
-# over all its heads inside NumPy, and with one entry per block the Python per call dominated (measured on the
-# tutorial config: attention fwd+bwd 18-20 ms per layer at 256 KiB, 12 ms at 1 MiB; the step 8% faster).
-BLOCK_BYTES = 1 << 20
 
 
 def _matmul_into(ctx: Context, a: Any, b: Any, out: Any, add: bool = False) -> None:
@@ -85,11 +81,11 @@ def _run(ctx: Context, fn: Any) -> None:
         per_entry *= n
     if parallel.splits_blas(ctx.device):  # every tile GEMM single-threaded, the blocks on our threads
         with parallel.single_threaded_blas():
-            for_row_blocks(ctx.device, lead[0], per_entry, fn, block_bytes=BLOCK_BYTES)
+            for_row_blocks(ctx.device, lead[0], per_entry, fn)
         return
     d = max(ctx.q.shape[-1], ctx.v.shape[-1])
     small = max((q1 - q0) * k1 for q0, q1, k1 in ctx.tiles) * d <= BLAS_SINGLE_THREAD_MACS
-    for_row_blocks(ctx.device, lead[0], per_entry, fn, block_bytes=BLOCK_BYTES, parallel=small)
+    for_row_blocks(ctx.device, lead[0], per_entry, fn, parallel=small)
 
 
 def attention_forward(ctx: Context, q: Any, k: Any, v: Any, is_causal: bool, attn_mask: Any, dropout_p: float,

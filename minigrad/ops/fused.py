@@ -5,7 +5,7 @@ overwrites in place; that is only done when the graph is freed after backward
 (``ctx.retain_graph`` is False), so a saved buffer is never reused twice.
 
 On the CPU the big ops run their passes block by block over rows (``parallel.for_row_blocks``):
-each block's temporaries stay in the L2 cache between passes, and the blocks are spread over
+each block's temporaries stay in cache (L2 or L3) between passes, and the blocks are spread over
 the cores. The math is the same on every block, and on CuPy the whole array is one block.
 """
 from __future__ import annotations
@@ -239,7 +239,7 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 def _gelu_erf_block(xp: Any, x: Any, y: Any, d: Any) -> None:
     """y = x Phi(x) and d = dy/dx = Phi(x) + x phi(x) for one block, Phi(x) = (1 + erf(x / sqrt 2)) / 2.
 
-    Any dtype and array library; float32 on the CPU takes _gelu_erf_block_f32 instead.
+    Any dtype and array library (float64 in practice: float32 takes _gelu_erf_block_f32).
     """
     e = x * x
     e *= -0.5
@@ -266,7 +266,8 @@ _SIGN_BIT = -(1 << 31)  # as int32
 
 
 def _gelu_erf_block_f32(np_: Any, x: Any, y: Any, d: Any) -> None:
-    """The float32 numpy form of _gelu_erf_block (|error| of y and dy/dx below 3e-7, as float32 itself)."""
+    """The float32 form of _gelu_erf_block (|error| of y and dy/dx below 3e-7, as float32 itself); np_ is numpy
+    or cupy (where a GPU without minigrad's kernels runs it), x a contiguous 1-D block."""
     f32 = np_.float32
     e = np_.multiply(x, x)
     e *= f32(-0.5)
@@ -333,7 +334,7 @@ class Gelu(Function):
         d = xp.empty_like(xf) if ctx.recording else None
         if approximate == "tanh":
             block_fn = _gelu_tanh_block
-        elif ctx.device.type == "cpu" and xf.dtype == xp.float32:
+        elif xf.dtype == xp.float32:
             block_fn = _gelu_erf_block_f32
         else:
             block_fn = _gelu_erf_block

@@ -96,12 +96,15 @@ def test_layer_forward_and_backward_match_the_cpu(dev, name, make, inputs):
     out_c, xg_c, pg_c = forward_backward(layer, inputs, "cpu")
     out_d, xg_d, pg_d = forward_backward(twin, inputs, dev)
     assert_on(dev, out_d, *twin.parameters())
-    np.testing.assert_allclose(out_d.numpy(), out_c.numpy(), rtol=1e-6, atol=1e-7)
+    # atol 3e-7 and 1e-6: the CPU's float32 GELU (a fitted erfc form) and the device's GELU kernel (erff; here its
+    # numpy reference) are each within ~2e-7 of the float64 truth and differ by up to ~1.3e-7; a layer norm after
+    # the GELU (Sequential MLP) scales that up in the input gradient, and a weight gradient sums it over rows
+    np.testing.assert_allclose(out_d.numpy(), out_c.numpy(), rtol=1e-6, atol=3e-7)
     for a, b in zip(xg_d, xg_c):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
     assert pg_d.keys() == pg_c.keys()
     for k in pg_c:
-        np.testing.assert_allclose(pg_d[k], pg_c[k], rtol=1e-6, atol=1e-6, err_msg=k)
+        np.testing.assert_allclose(pg_d[k], pg_c[k], rtol=1e-5, atol=1e-6, err_msg=k)
 
 
 def test_dropout_in_training_draws_on_the_device_and_eval_is_identity(dev, syncs):

@@ -16,6 +16,12 @@ from minigrad.nn import functional as F
 from minigrad.ops import attention, parallel
 
 
+@pytest.fixture(autouse=True)
+def small_blocks(monkeypatch):
+    """256 KiB blocks: the shapes below were sized for them (the default, 1 MiB, would leave some in one block)."""
+    monkeypatch.setattr(parallel, "BLOCK_BYTES", 1 << 18)
+
+
 @pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
 def threads(request):
     parallel.set_num_threads(request.param)
@@ -286,3 +292,19 @@ def test_attention_with_dropout_equals_the_plain_formula_with_the_same_mask():
     np.testing.assert_allclose(dv, used.swapaxes(-1, -2) @ g, rtol=1e-9, atol=1e-11)
     np.testing.assert_allclose(dq, ds @ k, rtol=1e-9, atol=1e-11)
     np.testing.assert_allclose(dk, ds.swapaxes(-1, -2) @ q, rtol=1e-9, atol=1e-11)
+
+
+def test_default_block_size_gives_the_same_bits_as_small_blocks(monkeypatch):
+    rng = np.random.default_rng(11)
+    z = rng.standard_normal((700, 3000)).astype(np.float32)
+    t = rng.integers(0, 3000, 700)
+    x = rng.standard_normal((16, 256, 128)).astype(np.float32)
+    results = []
+    for block_bytes in (1 << 18, 1 << 20):
+        monkeypatch.setattr(parallel, "BLOCK_BYTES", block_bytes)
+        ce = run(lambda a: F.cross_entropy(a, mg.tensor(t)), [z], np.array(1.0), dtype="float32")
+        ln = run(lambda a: F.layer_norm(a, 128), [x], np.ones(x.shape), dtype="float32")
+        ge = run(lambda a: F.gelu(a), [x], np.ones(x.shape), dtype="float32")
+        results.append([ce[0], *ce[1], ln[0], *ln[1], ge[0], *ge[1]])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
