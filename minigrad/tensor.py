@@ -224,6 +224,8 @@ class Tensor:
         return Tensor(_to_array(other, self.device, dtype), device=self.device, _copy=False)
 
     def _binary(self, other: Any, fn: Any, name: str, reverse: bool = False) -> "Tensor":
+        if not _is_operand(other):  # a str, None, ...: Python then raises its own "unsupported operand" TypeError
+            return NotImplemented
         other = self._operand(other, name)
         x = self
         if other.dtype != x.dtype:  # int self, float other
@@ -286,6 +288,8 @@ class Tensor:
 
     # comparisons are not differentiable: they return bool tensors
     def _compare(self, o: Any, name: str) -> "Tensor":
+        if not _is_operand(o):
+            return NotImplemented
         other = o.data if isinstance(o, Tensor) else o
         return Tensor(getattr(self.data, name)(other), device=self.device, _copy=False)
 
@@ -518,6 +522,8 @@ def _to_device(t: Tensor, dev: Device) -> Tensor:
 
 def _inplace(t: Tensor, o: Any, name: str) -> Tensor:
     from minigrad.autograd import is_grad_enabled
+    if not _is_operand(o):
+        return NotImplemented  # Python falls back to t.__op__(o), which raises its "unsupported operand" TypeError
     if t.requires_grad and is_grad_enabled():
         # PyTorch semantics for `x += y` on a tensor in the graph: rebinding keeps autograd correct
         return getattr(t, f"__{name}__")(o)
@@ -580,6 +586,12 @@ def _index_arg(index: Any, dev: Device) -> tuple:
             raise TypeError("indexing with a boolean mask is not differentiable here; use where()")
         out.append(it)
     return (tuple(out) if isinstance(index, tuple) else out[0]), advanced
+
+
+def _is_operand(x: Any) -> bool:
+    """Whether x can be the other side of an arithmetic or comparison operator: a Tensor, number or array-like."""
+    return isinstance(x, (Tensor, numbers.Number, np.ndarray, np.generic, list, tuple)) \
+        or hasattr(x, "__array__") or hasattr(x, "__cuda_array_interface__")
 
 
 from minigrad import autograd  # noqa: E402  (circular: autograd builds Tensors)

@@ -119,3 +119,18 @@ def test_default_dtype_can_be_float64():
     finally:
         mg.set_default_dtype("float32")
     assert mg.randn(2).dtype == mg.float32
+
+
+@pytest.mark.parametrize("op", ["t + 'a'", "'a' + t", "t * None", "t @ 'x'", "t - b'x'", "t < 'a'", "t ** 'x'"])
+def test_operators_with_a_non_numeric_operand_raise_pythons_type_error(op):
+    t = mg.ones(3)
+    with pytest.raises(TypeError, match="unsupported operand|not supported between|can only concatenate"):
+        eval(op)
+
+
+def test_inplace_operator_with_a_non_numeric_operand_raises_type_error_and_keeps_the_tensor():
+    t = mg.ones(3)
+    with pytest.raises(TypeError, match="unsupported operand"):
+        t += "a"
+    assert t.tolist() == [1.0, 1.0, 1.0]
+    assert (mg.ones(2) == "a") is False  # Python's fallback for ==, as with torch
