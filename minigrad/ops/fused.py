@@ -266,8 +266,9 @@ _SIGN_BIT = -(1 << 31)  # as int32
 
 
 def _gelu_erf_block_f32(np_: Any, x: Any, y: Any, d: Any) -> None:
-    """The float32 form of _gelu_erf_block (|error| of y and dy/dx below 3e-7, as float32 itself); np_ is numpy
-    or cupy (where a GPU without minigrad's kernels runs it), x a contiguous 1-D block."""
+    """The float32 form of _gelu_erf_block: y within 1 ulp of |y| (|error| <= 4.5e-7, at |x| ~ 5) and dy/dx within
+    2.5e-7 of the float64 result. np_ is numpy, or cupy where a GPU runs without minigrad's kernels; x is a
+    contiguous 1-D block."""
     f32 = np_.float32
     e = np_.multiply(x, x)
     e *= f32(-0.5)
