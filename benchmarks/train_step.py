@@ -1,6 +1,7 @@
 """One training step of the tutorial config, minigrad vs PyTorch, interleaved in one process.
 
 python benchmarks/train_step.py [--steps 20] [--run 4] [--warmup 3] [--compile] [--device cpu|cuda] [--no-torch]
+                                [--threads N]
 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/train_step.py   # the headline BLAS setup
 
 Step = forward + cross-entropy + backward + clip_grad_norm_(1.0) + AdamW(lr 3e-4, wd 0.01) on random tokens,
@@ -171,7 +172,8 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="add torch.compile (first call takes ~30 s)")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--no-torch", action="store_true", help="minigrad only")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="threads for both engines: torch's, minigrad's and numpy's BLAS (default: each its own choice)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--run", type=int, default=4,
                     help="timed steps per turn: engines take turns running this many steps back to back, "
@@ -196,6 +198,14 @@ def main() -> None:
                      "use --no-torch for minigrad alone")
         if args.threads:
             torch.set_num_threads(args.threads)
+    if args.threads:
+        from minigrad.ops import parallel
+        parallel.set_num_threads(args.threads)
+        try:
+            import threadpoolctl
+            threadpoolctl.threadpool_limits(args.threads, user_api="blas")
+        except ImportError:
+            sys.exit("train_step --threads: needs threadpoolctl to set numpy's BLAS threads (pip install threadpoolctl)")
 
     engines: list[tuple[str, Callable[[], float]]] = [
         ("minigrad", minigrad_step_fn(cfg, args.batch, args.device, args.seed))]
