@@ -9,9 +9,9 @@ vocab 8000, 128 dims, 4 heads, 6 layers, context 128, batch 32 (4096 tokens). Th
 (A/B/A/B, or A/B/C with --compile) after warm-up, so drifting machine load hits them alike; each row is the
 median of --steps timed steps. A turn is one untimed step and then --run timed steps back to back, as in
 training: OpenBLAS's threads (minigrad's matmuls) and torch's OpenMP threads keep spinning for a while after
-their last call, and with single-step turns they slowed whichever engine came next. GFLOP/s counts the
-step's matrix products only: 6 * (matmul weights) + 12 * layers * T * d FLOPs per token (attention over the full T x T).
-Without torch installed the benchmark prints minigrad's figures alone.
+their last call, and with single-step turns they slowed whichever engine came next.
+GFLOP/s counts the step's matrix products only: 6 * (matmul weights) + 12 * layers * T * d FLOPs per token
+(attention over the full T x T). Without torch installed the benchmark prints minigrad's figures alone.
 """
 from __future__ import annotations
 
