@@ -173,7 +173,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--no-torch", action="store_true", help="minigrad only")
     ap.add_argument("--threads", type=int, default=None,
-                    help="threads for both engines: torch's, minigrad's and numpy's BLAS (default: each its own choice)")
+                    help="threads for both engines: torch's, minigrad's and numpy's BLAS "
+                         "(default: each its own choice)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--run", type=int, default=4,
                     help="timed steps per turn: engines take turns running this many steps back to back, "
@@ -205,7 +206,8 @@ def main() -> None:
             import threadpoolctl
             threadpoolctl.threadpool_limits(args.threads, user_api="blas")
         except ImportError:
-            sys.exit("train_step --threads: needs threadpoolctl to set numpy's BLAS threads (pip install threadpoolctl)")
+            sys.exit("train_step --threads: needs threadpoolctl to set numpy's BLAS threads "
+                     "(pip install threadpoolctl)")
 
     engines: list[tuple[str, Callable[[], float]]] = [
         ("minigrad", minigrad_step_fn(cfg, args.batch, args.device, args.seed))]

@@ -255,7 +255,7 @@ def _gelu_erf_block(xp: Any, x: Any, y: Any, d: Any) -> None:
         d += cdf
 
 
-# Phi(-a) = erfc(a / sqrt 2) / 2 ~= exp(-a^2 / 2) * t * (c1 + c2 t + ... + c6 t^5),  t = 1 / (1 + p a / sqrt 2),  a >= 0:
+# Phi(-a) = erfc(a / sqrt 2) / 2 ~= exp(-a^2 / 2) * t * (c1 + c2 t + ... + c6 t^5), t = 1 / (1 + p a / sqrt 2), a >= 0:
 # the form of Abramowitz & Stegun 7.1.26 with one more term, refitted (minimax, Lawson's iterations in float64)
 # to |error| < 8.5e-9 for every a; the halves are folded into the c's. It needs no exp of its own: exp(-x^2/2)
 # is computed for phi(x) anyway, and its 20 passes cost less than a rational erf's 25 plus the final ones.
