@@ -259,6 +259,7 @@ def _gelu_erf_block(xp: Any, x: Any, y: Any, d: Any) -> None:
 # the form of Abramowitz & Stegun 7.1.26 with one more term, refitted (minimax, Lawson's iterations in float64)
 # to |error| < 8.5e-9 for every a; the halves are folded into the c's. It needs no exp of its own: exp(-x^2/2)
 # is computed for phi(x) anyway, and its 20 passes cost less than a rational erf's 25 plus the final ones.
+# tools/fit_gelu_phi.py refits them.
 _PHI_P = 0.55 * _INV_SQRT_2
 _PHI_C = (0.30158341359046015 / 2, 0.3908422908206769 / 2, -0.04142673853664183 / 2, 0.7597152575920728 / 2,
           -0.5180388396397063 / 2, 0.10732463308930205 / 2)

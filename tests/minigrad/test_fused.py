@@ -98,6 +98,17 @@ def test_gelu_exact_float32_fast_path_is_float32_accurate():
     assert F.gelu(mg.tensor(np.array([np.inf, 0.0], np.float32))).numpy().tolist() == [np.inf, 0.0]
 
 
+def test_gelu_phi_coefficients_meet_their_stated_float64_error_bound():
+    # the fitted form in float64 arithmetic: |Phi(-a) - erfc(a / sqrt 2) / 2| < 8.5e-9 for every a >= 0
+    from minigrad.ops.fused import _PHI_C, _PHI_P
+    a = np.linspace(0.0, 15.0, 150_001)
+    t = 1.0 / (1.0 + _PHI_P * a)
+    poly = np.polyval(np.array(_PHI_C[::-1]), t)
+    approx = np.exp(-a * a / 2) * t * poly
+    exact = np.array([math.erfc(v / math.sqrt(2)) / 2 for v in a])
+    assert np.abs(approx - exact).max() < 8.5e-9
+
+
 def test_backend_erf_accuracy():
     from minigrad.backend import erf
     xs = np.concatenate([np.linspace(-7, 7, 20001), [0.0, 0.5, -0.5, 4.0, -4.0, 1e-8]])
