@@ -244,8 +244,7 @@ def _gelu_erf_block(xp: Any, x: Any, y: Any, d: Any) -> None:
     e = x * x
     e *= -0.5
     xp.exp(e, out=e)  # e = exp(-x^2 / 2) = sqrt(2 pi) phi(x)
-    cdf = xp.multiply(x, _INV_SQRT_2)
-    cdf[...] = backend.erf(cdf)
+    cdf = backend.erf(x * _INV_SQRT_2)  # a fresh array: updated in place below
     cdf += 1.0
     cdf *= 0.5
     xp.multiply(x, cdf, out=y)
@@ -296,25 +295,28 @@ def _gelu_erf_block_f32(np_: Any, x: Any, y: Any, d: Any) -> None:
 
 
 def _gelu_tanh_block(xp: Any, x: Any, y: Any, d: Any) -> None:
-    """y = 0.5 x (1 + tanh(u)) and d = dy/dx for one block, u = sqrt(2/pi) (x + 0.044715 x^3) (x*x*x, never x**3)."""
+    """y = 0.5 x (1 + tanh(u)) and d = dy/dx (when d is given) for one block, u = sqrt(2/pi) (x + 0.044715 x^3)
+    (x*x*x, never x**3)."""
     t = x * x
     t *= 0.044715
     t += 1.0
     t *= x
     t *= _SQRT_2_OVER_PI
     xp.tanh(t, out=t)
-    # dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)   (sech^2 = 1 - tanh^2)
-    xp.multiply(x, x, out=d)
-    d *= 3 * 0.044715
-    d += 1.0
-    d *= x
-    d *= 0.5 * _SQRT_2_OVER_PI
-    sech2 = t * t
-    xp.subtract(1.0, sech2, out=sech2)
-    d *= sech2
+    if d is not None:
+        # dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)   (sech^2 = 1 - tanh^2)
+        xp.multiply(x, x, out=d)
+        d *= 3 * 0.044715
+        d += 1.0
+        d *= x
+        d *= 0.5 * _SQRT_2_OVER_PI
+        sech2 = t * t
+        xp.subtract(1.0, sech2, out=sech2)
+        d *= sech2
     t += 1.0
     t *= 0.5
-    d += t
+    if d is not None:
+        d += t
     xp.multiply(x, t, out=y)
 
 
@@ -341,9 +343,8 @@ class Gelu(Function):
         else:
             block_fn = _gelu_erf_block
 
-        def block(a: int, b: int) -> None:  # without d (no grad) the erf forms skip the derivative
-            scratch = xp.empty_like(xf[a:b]) if block_fn is _gelu_tanh_block else None
-            block_fn(xp, xf[a:b], y[a:b], scratch if d is None else d[a:b])
+        def block(a: int, b: int) -> None:  # without d (no grad) the derivative is skipped
+            block_fn(xp, xf[a:b], y[a:b], None if d is None else d[a:b])
 
         for_row_blocks(ctx.device, xf.size, xf.itemsize, block)
         ctx.d = d

@@ -67,13 +67,13 @@ def _get_pool(n: int) -> ThreadPoolExecutor:
     return _pool
 
 
-def block_rows(row_bytes: int, block_bytes: int | None = None) -> int:
-    """Rows per block so that one block of an array with rows of row_bytes is about block_bytes (BLOCK_BYTES)."""
-    return max(1, (BLOCK_BYTES if block_bytes is None else block_bytes) // max(1, row_bytes))
+def block_rows(row_bytes: int) -> int:
+    """Rows per block so that one block of an array with rows of row_bytes is about BLOCK_BYTES."""
+    return max(1, BLOCK_BYTES // max(1, row_bytes))
 
 
 def for_row_blocks(device: Any, n_rows: int, row_bytes: int, fn: Callable[[int, int], Any],
-                   block_bytes: int | None = None, parallel: bool = True) -> None:
+                   parallel: bool = True) -> None:
     """Call fn(start, stop) on consecutive row blocks covering [0, n_rows), in parallel on the CPU.
 
     The rows are cut into one contiguous span per thread; each thread walks its span block by block
@@ -84,7 +84,7 @@ def for_row_blocks(device: Any, n_rows: int, row_bytes: int, fn: Callable[[int, 
     if device.type != "cpu":
         fn(0, n_rows)
         return
-    rows = block_rows(row_bytes, block_bytes)
+    rows = block_rows(row_bytes)
     n = min(num_threads(), -(-n_rows // rows))
     if n_rows * row_bytes < PARALLEL_MIN_BYTES or not parallel:
         n = 1

@@ -98,6 +98,19 @@ def test_gelu_exact_float32_fast_path_is_float32_accurate():
     assert F.gelu(mg.tensor(np.array([np.inf, 0.0], np.float32))).numpy().tolist() == [np.inf, 0.0]
 
 
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gelu_without_grad_saves_no_derivative_and_gives_the_same_values(approximate, dtype):
+    xs = np.random.default_rng(2).standard_normal(20_000) * 3
+    t = mg.tensor(xs, dtype=dtype, requires_grad=True)
+    y = F.gelu(t, approximate)
+    assert y._ctx.d is not None
+    with mg.no_grad():
+        y0 = F.gelu(mg.tensor(xs, dtype=dtype), approximate)
+    assert y0._ctx is None
+    np.testing.assert_array_equal(y0.numpy(), y.numpy())
+
+
 def test_gelu_phi_coefficients_meet_their_stated_float64_error_bound():
     # the fitted form in float64 arithmetic: |Phi(-a) - erfc(a / sqrt 2) / 2| < 8.5e-9 for every a >= 0
     from minigrad.ops.fused import _PHI_C, _PHI_P
