@@ -31,6 +31,7 @@ sys.path.insert(0, REPO)
 import minigrad as mg  # noqa: E402
 from benchmarks.train_step import blas_env, blas_info, cpu_name  # noqa: E402
 from tinygpt import TinyGPT, preset  # noqa: E402
+from tinygpt.data import get_batch  # noqa: E402
 
 DEFAULT_DATA = os.path.join(REPO, "..", "shared", "data", "tinyshakespeare.txt")
 
@@ -47,13 +48,6 @@ def load_chars(path: str) -> tuple[np.ndarray, np.ndarray, int]:
     ids = np.array([lut[c] for c in text], dtype=np.int64)
     cut = int(len(ids) * 0.9)
     return ids[:cut], ids[cut:], len(chars)
-
-
-def get_batch(data: np.ndarray, rng: np.random.Generator, batch: int, block: int) -> tuple[np.ndarray, np.ndarray]:
-    ix = rng.integers(0, len(data) - block, batch)
-    x = np.stack([data[i:i + block] for i in ix])
-    y = np.stack([data[i + 1:i + 1 + block] for i in ix])
-    return x, y
 
 
 def lr_at(it: int, iters: int) -> float:
@@ -127,15 +121,15 @@ def torch_model(torch: Any, cfg: Any) -> Any:
             for block in self.blocks:
                 x = block(x)
             logits = self.head(self.ln_f(x))
-            return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+            return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
 
     return BabyGPT()
 
 
 def torch_engine(torch: Any, cfg: Any, state: dict, iters: int) -> tuple[Callable, Callable]:
     model = torch_model(torch, cfg)
-    model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state.items()}, strict=False)
-    params = {id(p): p for p in model.parameters()}.values()
+    model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state.items()})
+    params = list(model.parameters())  # the tied embedding/head weight once
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
@@ -184,7 +178,7 @@ def main() -> None:
         except ImportError:
             print("torch is not installed: minigrad figures only")
 
-    n_params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    n_params = model.num_parameters()
     print(f"baby GPT: {n_params:,} parameters, vocab {vocab}, {cfg.n_layers} layers, {cfg.n_heads} heads, "
           f"{cfg.n_embd} dims, context {block}, batch {batch}, {args.iters} iterations")
     print(f"machine: {cpu_name()}, {os.cpu_count()} cpus; numpy BLAS: {blas_info()}; env {blas_env()}"
@@ -201,7 +195,7 @@ def main() -> None:
         for name in order:
             step = engines[name][0]
             for it in range(start, min(start + turn, args.iters)):
-                x, y = get_batch(train, rngs[name], batch, block)
+                x, y = get_batch(train, batch, block, rngs[name])
                 t0 = time.perf_counter()
                 losses[name].append(step(it, x, y))
                 seconds[name] += time.perf_counter() - t0
@@ -212,7 +206,7 @@ def main() -> None:
     final: dict[str, dict[str, float]] = {name: {} for name in engines}
     erng = {split: np.random.default_rng(args.seed + 1 + i) for i, split in enumerate(("train", "val"))}
     for split, data in (("train", train), ("val", val)):
-        batches = [get_batch(data, erng[split], batch, block) for _ in range(args.eval_batches)]
+        batches = [get_batch(data, batch, block, erng[split]) for _ in range(args.eval_batches)]
         for name in engines:
             final[name][split] = float(np.mean([engines[name][1](x, y) for x, y in batches]))
 

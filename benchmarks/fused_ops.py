@@ -21,6 +21,7 @@ import numpy as np
 
 import minigrad as mg
 from minigrad.nn import functional as F
+from minigrad.ops import parallel
 
 B, T, C, H, V, FF = 32, 128, 128, 4, 8000, 512
 
@@ -101,9 +102,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--only", default="", help="run the ops whose name contains this text")
-    ap.add_argument("--threads", type=int, default=2, help="BLAS threads of numpy and torch (1 is steadier on a "
-                                                           "busy machine)")
+    ap.add_argument("--threads", type=int, default=2, help="threads of minigrad, numpy's BLAS and torch (1 is "
+                                                           "steadier on a busy machine)")
     args = ap.parse_args()
+    parallel.set_num_threads(args.threads)
     try:
         import threadpoolctl
         threadpoolctl.threadpool_limits(args.threads, user_api="blas")
@@ -116,7 +118,7 @@ def main() -> None:
         torch = None
     rng = np.random.default_rng(0)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"# numpy {np.__version__}, torch {torch.__version__ if torch else '-'}, {args.threads} BLAS threads each, "
+    print(f"# numpy {np.__version__}, torch {torch.__version__ if torch else '-'}, {args.threads} threads each, "
           f"{os.cpu_count()} cpus, load average {load:.2f} at start (timings on a busy machine are noisy)")
     print(f"{'op (fwd+bwd, float32)':30s} {'minigrad ms':>11s} {'torch ms':>9s} {'ratio':>6s}   "
           f"max abs err vs torch: {'f32 value':>9s} {'f32 grad':>9s} {'f64 value':>9s} {'f64 grad':>9s}"

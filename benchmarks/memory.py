@@ -5,8 +5,8 @@ python benchmarks/memory.py [--steps 3] [--growth-steps 500] [--growth-batch 4] 
 Each measurement runs in a fresh subprocess per engine (so one engine's memory never counts for the
 other), building the model and AdamW, then running training steps (fwd + bwd + clip + AdamW) on random
 tokens. "peak" is the process's high-water mark (VmHWM) after the steps; "base" is the RSS just before
-the first step (interpreter, libraries, weights, optimizer state); "step" = peak - base is what a step
-adds on top. The growth run uses the tutorial dims with a smaller batch (to keep it quick) and compares
+the first step (interpreter, libraries, weights); "step" = peak - base is what training adds on top,
+including the gradients and AdamW's two moments, which both engines create during the first step. The growth run uses the tutorial dims with a smaller batch (to keep it quick) and compares
 the RSS after the first 50 steps with the RSS after all of them: the graph of each step must be freed.
 """
 from __future__ import annotations
@@ -60,13 +60,15 @@ def run(engine: str, steps: int, batch: int, checkpoints: list) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=3, help="tutorial steps (batch 32) for the peak")
-    ap.add_argument("--growth-steps", type=int, default=500)
+    ap.add_argument("--growth-steps", type=int, default=500, help="at least 50 (the RSS after step 50 is the base)")
     ap.add_argument("--growth-batch", type=int, default=4)
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, default=32, help=argparse.SUPPRESS)
     ap.add_argument("--checkpoints", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.growth_steps < 50:
+        ap.error(f"--growth-steps {args.growth_steps}: needs at least 50 (growth is measured from step 50)")
     if args.worker:
         marks = [int(c) for c in args.checkpoints.split(",") if c]
         print(json.dumps(worker(args.worker, args.steps, args.batch, marks)))

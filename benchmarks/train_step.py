@@ -38,15 +38,28 @@ def flops_per_step(cfg: Any, batch: int) -> float:
     return (6 * n_mm + 12 * L * T * d) * T * batch
 
 
-def blas_info() -> str:
-    """The BLAS numpy uses and its kernel, as threadpoolctl reports it."""
+def _blas_libs() -> list | None:
+    """threadpoolctl's records of the BLAS libraries numpy loaded (None without threadpoolctl)."""
     try:
         import threadpoolctl
-        infos = [i for i in threadpoolctl.threadpool_info() if i.get("user_api") == "blas"]
-        return ", ".join(f"{i['internal_api']} {i.get('version')} {i.get('architecture')} "
-                         f"{i.get('num_threads')} threads" for i in infos) or "unknown"
     except ImportError:
+        return None
+    return [i for i in threadpoolctl.threadpool_info() if i.get("user_api") == "blas"]
+
+
+def blas_info() -> str:
+    """The BLAS numpy uses and its kernel, as threadpoolctl reports it."""
+    infos = _blas_libs()
+    if infos is None:
         return "unknown (pip install threadpoolctl)"
+    return ", ".join(f"{i['internal_api']} {i.get('version')} {i.get('architecture')} "
+                     f"{i.get('num_threads')} threads" for i in infos) or "unknown"
+
+
+def blas_kernel() -> str:
+    """The kernel (architecture) of numpy's BLAS, or '?' when threadpoolctl cannot tell."""
+    infos = _blas_libs()
+    return ", ".join(str(i.get("architecture")) for i in infos) if infos else "?"
 
 
 def blas_env() -> str:
@@ -238,7 +251,8 @@ def main() -> None:
           f"numpy {np.__version__}" + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)"
                                        if torch is not None else ""))
     print(f"numpy BLAS: {blas_info()}; env {blas_env()}")
-    print(f"median of {args.steps} steps per engine after {args.warmup} warm-up, in interleaved turns of "
+    warmup = args.warmup + (2 if args.compile else 0)
+    print(f"median of {args.steps} steps per engine after {warmup} warm-up, in interleaved turns of "
           f"1 untimed + {run} timed steps\n")
     base = statistics.median(times["minigrad"])
     print(f"{'engine':14s} {'ms/step':>9s} {'IQR ms':>13s} {'tokens/s':>9s} {'GFLOP/s':>8s} {'minigrad speed-up':>18s}")
@@ -249,7 +263,7 @@ def main() -> None:
         rows[name] = med
         print(f"{name:14s} {med * 1e3:9.1f} {q[0] * 1e3:6.0f}-{q[2] * 1e3:<6.0f} {tokens / med:9.0f} "
               f"{gflop / med:8.1f} {med / base:17.2f}x")
-    arch = blas_info().split(" ")[2] if blas_info().count(" ") >= 2 else "?"
+    arch = blas_kernel()
     summary = f"SUMMARY train_step {args.device}: minigrad {base * 1e3:.0f} ms/step ({tokens / base:.0f} tok/s)"
     for name in ("torch eager", "torch.compile"):
         if name in rows:

@@ -252,7 +252,7 @@ class Tokenizer:
         results = self._merge_result
         # ranks[i] is the rank of the pair (ids[i], ids[i + 1]); a merge changes only its two neighbours.
         ranks = list(map(ranks_get, zip(ids, ids[1:]), repeat(NO_RANK)))
-        while True:
+        while ranks:
             rank = min(ranks)
             if rank == NO_RANK:
                 break
@@ -262,8 +262,6 @@ class Tokenizer:
             del ranks[i]
             if i < len(ranks):
                 ranks[i] = ranks_get((new, ids[i + 1]), NO_RANK)
-            elif not ranks:
-                break
             if i:
                 ranks[i - 1] = ranks_get((ids[i - 1], new), NO_RANK)
         return tuple(ids)
