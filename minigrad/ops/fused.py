@@ -266,8 +266,9 @@ _SIGN_BIT = -(1 << 31)  # as int32
 
 
 def _gelu_erf_block_f32(np_: Any, x: Any, y: Any, d: Any) -> None:
-    """The float32 form of _gelu_erf_block: y within 1 ulp of |y| (|error| <= 4.5e-7, at |x| ~ 5) and dy/dx within
-    2.5e-7 of the float64 result. np_ is numpy, or cupy where a GPU runs without minigrad's kernels; x is a
+    """The float32 form of _gelu_erf_block: |error| of y at most 4.5e-7 and of dy/dx 2.5e-7 against the float64
+    result on [-12, 12] (the rational-erf path: 1.4e-6 for y); like any float32 1/2 + erf/2, it is absolute,
+    not relative, accuracy where y is tiny. np_ is numpy, or cupy where a GPU runs without minigrad's kernels; x is a
     contiguous 1-D block."""
     f32 = np_.float32
     e = np_.multiply(x, x)

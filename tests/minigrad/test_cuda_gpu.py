@@ -8,13 +8,13 @@ suite itself runs and is device-clean even though only a GPU run checks CUDA's n
 """
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
 
 from minigrad import backend, selftest
 from tests.strict_cupy import cupy_or_skip
+from tests.tinygpt.test_train import losses, small_args
 
 
 @pytest.fixture(params=[pytest.param("gpu", marks=pytest.mark.cuda), "stand-in"])
@@ -40,13 +40,10 @@ def test_twenty_tinygpt_training_steps_match_the_numpy_run(dev, tmp_path):
 
     def run(device):
         out = tmp_path / device.replace(":", "_")
-        rc = train.main(["--data", str(corpus), "--preset", "nano", "--tokenizer", "char", "--batch-size", "8",
-                         "--block-size", "16", "--lr", "3e-3", "--eval-interval", "20", "--eval-batches", "1",
-                         "--sample-tokens", "8", "--out", str(out), "--cache-dir", str(tmp_path / "cache"),
-                         "--no-progress", "--device", device, "--max-steps", "20", "--dropout", "0"])
+        rc = train.main(small_args(corpus, out, "--eval-interval", "20", "--eval-batches", "1", "--device", device,
+                                   "--max-steps", "20", "--dropout", "0"))
         assert rc == 0
-        return np.array([r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
-                         if "loss" in r])
+        return np.array(losses(out))
 
     want, got = run("cpu"), run(str(dev))
     assert len(got) == 20 and got[-1] < got[0] - 0.3

@@ -7,7 +7,6 @@ It also pins the host-sync budget of a training step. It proves device disciplin
 from __future__ import annotations
 
 import copy
-import json
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ import minigrad as mg
 from minigrad import backend, nn
 from minigrad.nn import functional as F
 from tests.strict_cupy import cupy_or_skip
+from tests.tinygpt.test_train import losses, small_args
 
 # Host syncs of one training step of tinygpt.train (forward, loss.item(), zero_grad, backward, clip, AdamW):
 #   2  nn.functional.embedding's id range check (int(ids.min()), int(ids.max()))
@@ -146,6 +146,7 @@ def test_state_dict_moves_between_the_device_and_the_cpu(dev, tmp_path):
     loaded = mg.load(tmp_path / "m.safetensors", device=dev)
     for (k, a), b, c in zip(on_dev.state_dict().items(), on_cpu.state_dict().values(), back.state_dict().values()):
         assert_on(dev, c, loaded[k])
+        np.testing.assert_array_equal(loaded[k].numpy(), a.numpy())
         np.testing.assert_array_equal(b.numpy(), a.numpy())
         np.testing.assert_array_equal(c.numpy(), a.numpy())
 
@@ -275,17 +276,13 @@ def test_the_train_command_runs_on_the_device_like_on_the_cpu_and_resumes_on_the
     corpus.write_text("the quick brown fox jumps over the lazy dog. " * 80, encoding="utf-8")
 
     def args(out, device, steps):
-        return ["--data", str(corpus), "--preset", "nano", "--tokenizer", "char", "--batch-size", "4",
-                "--block-size", "16", "--lr", "3e-3", "--eval-interval", "4", "--eval-batches", "1",
-                "--sample-tokens", "4", "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--no-progress",
-                "--device", device, "--max-steps", str(steps)]
+        return small_args(corpus, out, "--batch-size", "4", "--eval-interval", "4", "--eval-batches", "1",
+                          "--sample-tokens", "4", "--device", device, "--max-steps", str(steps))
 
     assert train.main(args(tmp_path / "cpu", "cpu", 8)) == 0
     assert train.main(args(tmp_path / "dev", str(dev), 4)) == 0
     assert train.main(args(tmp_path / "dev", "cpu", 8) + ["--resume", str(tmp_path / "dev")]) == 0  # device -> cpu
 
-    def losses(run):
-        return [r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
     np.testing.assert_allclose(losses(tmp_path / "dev"), losses(tmp_path / "cpu"), rtol=1e-5)
 
 

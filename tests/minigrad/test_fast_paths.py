@@ -18,8 +18,10 @@ from minigrad.ops import attention, parallel
 
 @pytest.fixture(autouse=True)
 def small_blocks(monkeypatch):
-    """256 KiB blocks: the shapes below were sized for them (the default, 1 MiB, would leave some in one block)."""
+    """256 KiB blocks, and threads for any size: the shapes below were sized for those blocks (the default, 1 MiB,
+    would leave some in one block), and under the default 4 MiB threshold they would all stay on one thread."""
     monkeypatch.setattr(parallel, "BLOCK_BYTES", 1 << 18)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 0)
 
 
 @pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
@@ -51,7 +53,7 @@ def test_blocks_cover_every_row_once_and_spread_over_threads(threads):
     def fn(a, b):
         seen[a:b] += 1
 
-    parallel.for_row_blocks(mg.device("cpu"), 1000, 4096, fn)  # 64 rows per block, 4 MB in all
+    parallel.for_row_blocks(mg.device("cpu"), 1000, 4096, fn)  # 64 rows per block, 16 blocks
     assert seen.tolist() == [1] * 1000
 
 
@@ -71,7 +73,7 @@ def test_a_failing_block_raises_in_the_caller():
 @pytest.mark.parametrize("retain", [False, True])
 def test_cross_entropy_blocks_equal_the_plain_formula(threads, reduction, retain):
     rng = np.random.default_rng(0)
-    n, c = 1003, 300  # 109 rows per block, 2.4 MB: several blocks on two threads
+    n, c = 1003, 300  # 109 rows per block, 2.4 MB: 10 blocks, on two threads with the 2-threads param
     z = rng.standard_normal((n, c)) * 3
     t = rng.integers(0, c, n)
     t[::7] = -100
@@ -97,9 +99,17 @@ def test_cross_entropy_float32_matches_float64_and_needs_no_buffer_under_no_grad
     out64, (d64,) = run(lambda x: F.cross_entropy(x, mg.tensor(t)), [z], np.array(1.0))
     np.testing.assert_allclose(out32, out64, rtol=1e-5)
     np.testing.assert_allclose(d32, d64, atol=1e-8)
-    with mg.no_grad():
-        np.testing.assert_allclose(F.cross_entropy(mg.tensor(z, requires_grad=True), mg.tensor(t)).item(), out64,
-                                   rtol=1e-12)
+    from minigrad.ops import buffers
+    calls = []
+    real_empty = buffers.empty
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(buffers, "empty", lambda *a: calls.append(a) or real_empty(*a))
+        with mg.no_grad():
+            np.testing.assert_allclose(F.cross_entropy(mg.tensor(z, requires_grad=True), mg.tensor(t)).item(), out64,
+                                       rtol=1e-12)
+        assert calls == []  # no (N, C) buffer without grad
+        F.cross_entropy(mg.tensor(z, requires_grad=True), mg.tensor(t))
+        assert len(calls) == 1  # ... and one with it (the spy sees the allocation)
 
 
 @pytest.mark.parametrize("retain", [False, True])
@@ -250,8 +260,8 @@ def test_big_buffers_are_reused_only_when_nothing_else_holds_them():
 def test_logits_of_consecutive_steps_do_not_share_memory_while_held():
     from tinygpt import TinyGPT, preset
     mg.manual_seed(0)
-    model = TinyGPT(preset("tutorial", n_layers=1, block_size=8))  # (4096, 8000) logits with batch 512
-    ids = np.random.default_rng(0).integers(0, 8000, (512, 9))
+    model = TinyGPT(preset("tutorial", n_layers=1, block_size=8))  # (1088, 8000) logits: 34.8 MB, over MIN_BYTES
+    ids = np.random.default_rng(0).integers(0, 8000, (136, 9))
     first, loss = model(ids[:, :-1], ids[:, 1:])
     loss.backward()
     kept = first.numpy().copy()

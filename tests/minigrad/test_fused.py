@@ -81,8 +81,8 @@ def test_gelu_exact_matches_math_erf():
 
 
 def test_gelu_exact_float32_fast_path_is_float32_accurate():
-    # float32 on the CPU uses a fitted erfc form instead of backend.erf: y and dy/dx within ~1 ulp of |y| <= 5
-    # (the float64 truth, rounded), across the whole range, with and without grad, and on a ragged, threaded size
+    # float32 uses a fitted erfc form instead of backend.erf: absolute errors of y and dy/dx against the float64
+    # truth across the whole range (measured: 4.5e-7 and 2.4e-7 at most on [-12, 12]), with and without grad
     xs = np.concatenate([np.linspace(-12, 12, 300_001), [0.0, -0.0, 1e-30, -1e-30, 30.0, -30.0]]).astype(np.float32)
     x64 = xs.astype(np.float64)
     cdf = 0.5 * (1 + np.vectorize(math.erf)(x64 / math.sqrt(2)))
@@ -92,7 +92,7 @@ def test_gelu_exact_float32_fast_path_is_float32_accurate():
     assert y.dtype == "float32" and t.grad.dtype == "float32"
     assert np.abs(y.numpy() - x64 * cdf).max() < 5e-7
     assert np.abs(t.grad.numpy() - (cdf + x64 * np.exp(-x64 * x64 / 2) / math.sqrt(2 * math.pi))).max() < 3e-7
-    assert np.abs(y.numpy() - x64 * cdf)[np.abs(xs) < 1].max() < 1e-7  # the float32 rounding of 1/2 + (1/2 - h)
+    assert np.abs(y.numpy() - x64 * cdf)[np.abs(xs) < 1].max() < 1e-7  # on this grid; 1.11e-7 at most on a denser one
     with mg.no_grad():
         np.testing.assert_array_equal(F.gelu(mg.tensor(xs)).numpy(), y.numpy())
     assert F.gelu(mg.tensor(np.array([np.inf, 0.0], np.float32))).numpy().tolist() == [np.inf, 0.0]
