@@ -196,9 +196,6 @@ class no_grad:
             return cls()(fn)
         return super().__new__(cls)
 
-    def __init__(self, fn: Callable | None = None) -> None:
-        pass
-
     def __enter__(self) -> None:
         global _grad_enabled
         self._prev = _grad_enabled

@@ -64,8 +64,10 @@ class Device:
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, str):  # compared by name: no cupy import, no error on a machine without a GPU
-            name, _, idx = other.partition(":")
-            return (self.type, self.index) == (name, int(idx) if idx.isdigit() else 0)
+            try:
+                return (self.type, self.index) == _parse_spec(other)
+            except ValueError:
+                return False
         return isinstance(other, Device) and (self.type, self.index) == (other.type, other.index)
 
     def __reduce__(self) -> tuple:
@@ -108,6 +110,14 @@ def cuda_unavailable_reason() -> "str | None":
     return None
 
 
+def _parse_spec(spec: str) -> tuple[str, int]:
+    """(type, index) of "cpu", "cpu:N" (all one CPU device, index 0), "cuda" or "cuda:N"; ValueError otherwise."""
+    name, _, idx = spec.partition(":")
+    if name not in ("cpu", "cuda") or (idx and not idx.isdigit()):
+        raise ValueError(f"unknown device {spec!r}: expected 'cpu', 'cuda' or 'cuda:N'")
+    return name, int(idx) if idx and name == "cuda" else 0
+
+
 def device(spec: "str | Device | None" = None) -> Device:
     """Return the Device for "cpu", "cuda" or "cuda:N" (cached, one object per device)."""
     if isinstance(spec, Device):
@@ -116,11 +126,8 @@ def device(spec: "str | Device | None" = None) -> Device:
         spec = "cpu"
     if not isinstance(spec, str):
         raise TypeError(f"device must be a string like 'cpu' or 'cuda:0', got {spec!r}")
-    name, _, idx = spec.partition(":")
-    if name not in ("cpu", "cuda") or (idx and not idx.isdigit()):
-        raise ValueError(f"unknown device {spec!r}: expected 'cpu', 'cuda' or 'cuda:N'")
-    index = int(idx) if idx else 0
-    key = (name, index if name == "cuda" else 0)
+    key = _parse_spec(spec)
+    name, index = key
     dev = _DEVICES.get(key)
     if dev is None:
         if name == "cpu":

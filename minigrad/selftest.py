@@ -32,11 +32,13 @@ class CheckFailed(AssertionError):
 
 
 def _compare(what: str, got: np.ndarray, want: np.ndarray, tol: dict) -> float:
+    if got.shape != want.shape:
+        raise CheckFailed(f"{what}: shape {got.shape} vs {want.shape}")
     err = float(np.max(np.abs(got - want))) if got.size else 0.0
-    if got.shape != want.shape or not np.allclose(got, want, **tol):
-        worst = float(np.max(np.abs(got - want) - tol["rtol"] * np.abs(want))) if got.shape == want.shape else err
-        raise CheckFailed(f"{what}: shape {got.shape} vs {want.shape}, max abs error {err:.3g} "
-                          f"(over tolerance by {worst:.3g}; rtol {tol['rtol']}, atol {tol['atol']})")
+    if not np.allclose(got, want, **tol):
+        worst = float(np.max(np.abs(got - want) - tol["atol"] - tol["rtol"] * np.abs(want)))
+        raise CheckFailed(f"{what}: max abs error {err:.3g} (over tolerance by {worst:.3g}; "
+                          f"rtol {tol['rtol']}, atol {tol['atol']})")
     return err
 
 

@@ -590,8 +590,11 @@ def _index_arg(index: Any, dev: Device) -> tuple:
 
 def _is_operand(x: Any) -> bool:
     """Whether x can be the other side of an arithmetic or comparison operator: a Tensor, number or array-like."""
-    return isinstance(x, (Tensor, numbers.Number, np.ndarray, np.generic, list, tuple)) \
+    return isinstance(x, _COMMON_OPERANDS) or isinstance(x, (numbers.Number, np.generic, list, tuple)) \
         or hasattr(x, "__array__") or hasattr(x, "__cuda_array_interface__")
+
+
+_COMMON_OPERANDS = (Tensor, float, int, np.ndarray)  # one cheap isinstance for the usual cases
 
 
 from minigrad import autograd  # noqa: E402  (circular: autograd builds Tensors)

@@ -78,10 +78,11 @@ class Pow(Function):
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> tuple:
-        # d(x^y)/dx = y x^(y-1), d(x^y)/dy = x^y log(x)  (taken as 0 where x = 0 and y >= 0, as torch)
+        # d(x^y)/dx = y x^(y-1) (0 where y = 0, also at x = 0, as torch),
+        # d(x^y)/dy = x^y log(x)  (taken as 0 where x = 0 and y >= 0, as torch)
         xp, x, y, out = ctx.xp, ctx.x, ctx.y, ctx.out
         nx, ny = ctx.needs_input_grad
-        gx = g * y * xp.power(x, y - 1) if nx else None
+        gx = g * xp.where(y == 0, 0, y * xp.power(x, y - 1)) if nx else None
         gy = g * out * xp.log(xp.where((x == 0) & (y >= 0), 1, x)) if ny else None
         return gx, gy
 

@@ -96,6 +96,8 @@ def test_devices_compare_with_strings_pickle_and_copy_without_touching_cuda():
     import pickle
     cpu = mg.device("cpu")
     assert cpu == "cpu" and cpu != "cuda" and cpu != "cuda:1"  # no cupy import, no error without a GPU
+    # the same rules as device(): "cpu:N" is the one CPU device, a malformed name equals nothing
+    assert mg.device("cpu:3") is cpu and cpu == "cpu:3" and cpu != "cuda:abc" and cpu != "gpu"
     assert pickle.loads(pickle.dumps(cpu)) is cpu and copy.deepcopy(cpu) is cpu
 
 

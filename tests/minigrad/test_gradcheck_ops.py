@@ -166,6 +166,18 @@ def test_gradcheck_lists_the_ops_of_a_composite_and_the_failing_input():
         mg.gradcheck(lambda a, b: TripleWithDoubleGrad.apply(a.exp()) * b, [x, y])
 
 
+def test_gradcheck_names_the_outputs_op_even_when_its_name_came_earlier_in_the_graph():
+    x = mg.randn(2, 3, dtype="float64", requires_grad=True)
+    with pytest.raises(mg.GradcheckError, match=r"gradcheck failed for Mul \(ops in the graph, inputs first: "
+                                                r"TripleWithDoubleGrad, Mul, Add\)"):
+        mg.gradcheck(lambda a: (TripleWithDoubleGrad.apply(a) * 2.0 + 1.0) * 3.0, [x])
+
+
+def test_gradcheck_of_an_input_passed_through_is_true():
+    x = mg.randn(3, dtype="float64", requires_grad=True)
+    assert mg.gradcheck(lambda t: t, [x])
+
+
 def test_gradcheck_passes_a_correct_composite_and_accepts_non_tensor_inputs():
     x = mg.randn(3, 4, dtype="float64", requires_grad=True)
     w = mg.randn(4, 2, dtype="float64")  # no grad: a constant of the check

@@ -107,6 +107,12 @@ def test_pow_exponent_gradient_at_zero_base_is_zero_like_torch():
     assert_both_equal([outs] + grads)
 
 
+def test_pow_base_gradient_at_zero_base_and_zero_exponent_is_zero_like_torch():
+    # 0 ** 0: y x^(y-1) would be 0 * inf = nan; torch masks it to 0
+    outs, grads = both(lambda x, y: x ** y, lambda x, y: x ** y, np.array([0.0, 0.0, 2.0]), np.array([0.0, 2.0, 0.0]))
+    assert_both_equal([outs] + grads)
+
+
 def test_causal_attention_with_fewer_queries_than_keys_aligns_at_the_end():
     # a documented difference: torch aligns is_causal at the top left (query i sees keys 0..i); minigrad aligns
     # the last query with the last key, which is what a key/value cache needs during generation.

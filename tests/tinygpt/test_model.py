@@ -97,8 +97,9 @@ def test_matches_the_tutorials_pytorch_model(dtype, tol):
         np.testing.assert_allclose(p.grad.numpy(), grads_t[name], rtol=tol, atol=tol, err_msg=name)
 
 
+@pytest.mark.parametrize("grad", [False, True], ids=["no_grad (preallocated cache)", "grad (concatenated cache)"])
 @pytest.mark.parametrize("norm", ["post", "pre"])
-def test_kv_cache_gives_the_same_logits(norm):
+def test_kv_cache_gives_the_same_logits(norm, grad):
     cfg = small_cfg(norm=norm)
     mg.manual_seed(2)
     model = TinyGPT(cfg).to("float64")
@@ -108,6 +109,7 @@ def test_kv_cache_gives_the_same_logits(norm):
     ids = np.random.default_rng(0).integers(0, cfg.vocab_size, (1, 10))
     with mg.no_grad():
         full = model(ids).numpy()
+    with mg.enable_grad() if grad else mg.no_grad():
         caches = model.new_caches()
         parts = [model(ids[:, :4], caches=caches, start_pos=0).numpy()]
         for t in range(4, 10):
