@@ -34,9 +34,13 @@ def explicit_options(parser: argparse.ArgumentParser, argv: "list[str] | None") 
 
 
 def check_range(name: str, value: Any, lo: float | None = None, hi: float | None = None,
-                lo_open: bool = False, hi_open: bool = False) -> None:
-    """Raise UsageError naming the option and its allowed range unless lo (<|<=) value (<|<=) hi, finite."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                lo_open: bool = False, hi_open: bool = False, integer: bool = False) -> None:
+    """Raise UsageError naming the option and its allowed range unless lo (<|<=) value (<|<=) hi, finite.
+
+    integer=True also requires a Python int (values read back from a JSON file may be anything).
+    """
+    kinds = int if integer else (int, float)
+    ok = isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
     if ok and lo is not None:
         ok = value > lo if lo_open else value >= lo
     if ok and hi is not None:
@@ -49,7 +53,9 @@ def check_range(name: str, value: Any, lo: float | None = None, hi: float | None
         elif hi is not None:
             allowed = f"{'<' if hi_open else '<='} {hi}"
         else:
-            allowed = "a finite number"
+            allowed = "an integer" if integer else "a finite number"
+        if integer and lo is not None and hi is None:
+            allowed = f"an integer {allowed}"
         if lo is not None and hi is not None:
             raise UsageError(f"{name} must satisfy {allowed}, got {value!r}")
         raise UsageError(f"{name} must be {allowed}, got {value!r}")

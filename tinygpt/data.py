@@ -90,10 +90,13 @@ def build_tokenizer(kind: str, train_text: str, vocab_size: int, cache_dir: Path
         return CharTokenizer.train(train_text)
     if kind != "bpe":
         raise DataError(f"unknown tokenizer {kind!r}; choose bpe, char or byte")
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    _make_cache_dir(cache_dir)
     path = cache_dir / f"tokenizer-bpe{vocab_size}-{_digest(train_text)}.json"
     if path.exists():
-        return load_tokenizer(path)
+        try:
+            return load_tokenizer(path)
+        except ValueError:  # a damaged cache entry is trained again, not an error
+            pass
     import bpe
     print(f"training BPE tokenizer (vocab {vocab_size}) on {len(train_text.encode()) / 1e6:.1f} MB ...", flush=True)
     tok = bpe.train([train_text], vocab_size=vocab_size, special_tokens=("<bos>", "<eos>"))
@@ -110,12 +113,21 @@ class Dataset:
     tokenizer: Any
     name: str
     n_chars: int
+    digest: str  # of the whole corpus text: a resumed run checks it trains on the same text
+
+
+def corpus_digest(text: str) -> str:
+    return _digest(text)
 
 
 def prepare(data: "str | None", tokenizer_kind: str, vocab_size: int, block_size: int,
-            cache_dir: "str | Path" = "data/cache", tokenizer: Any = None) -> Dataset:
-    """Load, split 90/10 by position, tokenize (cached as uint16 .npy) and check the corpus is long enough."""
-    name, text = load_corpus(data)
+            cache_dir: "str | Path" = "data/cache", tokenizer: Any = None,
+            corpus: "tuple[str, str] | None" = None) -> Dataset:
+    """Load, split 90/10 by position, tokenize (cached as uint16 .npy) and check the corpus is long enough.
+
+    corpus: (name, text) already read by load_corpus, instead of reading `data` again.
+    """
+    name, text = corpus if corpus is not None else load_corpus(data)
     cut = int(len(text) * 0.9)
     train_text, val_text = text[:cut], text[cut:]
     cache = Path(cache_dir)
@@ -124,25 +136,48 @@ def prepare(data: "str | None", tokenizer_kind: str, vocab_size: int, block_size
         unknown = set(val_text) - set(tok.chars)
         if unknown:
             val_text = "".join(c for c in val_text if c not in unknown)
-    cache.mkdir(parents=True, exist_ok=True)
+    _make_cache_dir(cache)
     tok_id = _tokenizer_fingerprint(tok)
     splits = []
     for split, part in (("train", train_text), ("val", val_text)):
         path = cache / f"tokens-{split}-{_digest(part, tok_id)}.npy"
-        if path.exists():
-            ids = np.load(path)
-        else:
+        ids = _load_cached_ids(path)
+        if ids is None:
             ids = encode_to_array(tok, part)
-            tmp = path.with_suffix(".tmp.npy")
-            np.save(tmp, ids)
-            tmp.replace(path)
+            tmp = path.with_name(f".{path.name}.tmp")
+            try:
+                with open(tmp, "wb") as f:
+                    np.save(f, ids)
+                tmp.replace(path)
+            finally:
+                tmp.unlink(missing_ok=True)
         splits.append(ids)
     train, val = splits
     for split, ids in (("train", train), ("val", val)):
         if len(ids) < block_size + 2:
             raise DataError(f"corpus {name} is too short: its {split} split has {len(ids)} tokens, "
                             f"fewer than one block of {block_size + 1} (use a longer text or a smaller --block-size)")
-    return Dataset(train, val, tok, name, len(text))
+    return Dataset(train, val, tok, name, len(text), corpus_digest(text))
+
+
+def _load_cached_ids(path: Path) -> "np.ndarray | None":
+    """Token ids from the cache, or None when absent or unreadable (then they are computed again)."""
+    if not path.exists():
+        return None
+    try:
+        ids = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    return ids if ids.dtype == np.uint16 and ids.ndim == 1 else None
+
+
+def _make_cache_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise DataError(f"--cache-dir {path}: a file is in the way of the cache folder") from None
+    except OSError as e:
+        raise DataError(f"--cache-dir {path}: cannot create the cache folder ({e.strerror})") from None
 
 
 def _tokenizer_fingerprint(tok: Any) -> str:

@@ -78,19 +78,34 @@ class ByteTokenizer:
 
 
 def load_tokenizer(path: "str | Path") -> Any:
-    """Load any of the three from a tokenizer.json (char/byte are ours; anything else is BPE)."""
+    """Load any of the three from a tokenizer.json (char/byte are ours; anything else is BPE).
+
+    A file that cannot be used raises ValueError with one line naming it.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"tokenizer file not found: {path}")
-    with open(path, encoding="utf-8") as f:
-        head = json.load(f)
+    try:
+        head = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
     kind = head.get("tinygpt_tokenizer") if isinstance(head, dict) else None
     if kind == "char":
-        return CharTokenizer(head["chars"])
+        chars = head.get("chars")
+        if not (isinstance(chars, list) and chars and all(isinstance(c, str) and len(c) == 1 for c in chars)):
+            raise ValueError(f"{path}: a char tokenizer needs \"chars\", a list of single characters")
+        return CharTokenizer(chars)
     if kind == "byte":
         return ByteTokenizer()
+    if kind is not None:
+        raise ValueError(f"{path}: unknown tinygpt_tokenizer {kind!r} (char or byte)")
     import bpe
-    return bpe.Tokenizer.load(str(path))
+    try:
+        return bpe.Tokenizer.load(str(path))
+    except (KeyError, TypeError, AttributeError, IndexError) as e:  # a shape bpe's checks did not foresee
+        raise ValueError(f"{path}: not a usable byte-level BPE tokenizer.json ({type(e).__name__}: {e})") from None
 
 
 def encode_to_array(tokenizer: Any, text: str) -> np.ndarray:

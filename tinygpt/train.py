@@ -1,6 +1,7 @@
 """Train a TinyGPT: python -m tinygpt.train [--device cpu|cuda] [--data PATH] [--preset tutorial] ...
 
-With no arguments it trains the tutorial model for one epoch on the built-in corpus.
+With no arguments it trains the tutorial model for one epoch on the built-in corpus, in a new run
+folder (runs/tutorial, or runs/tutorial-2, ... when that one is taken).
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import math
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,20 +20,29 @@ import numpy as np
 import minigrad as mg
 from minigrad import backend
 from tinygpt import checkpoint
+from tinygpt.checkpoint import RunError
+from tinygpt.cli import Parser, UsageError, check_range, explicit_options
 from tinygpt.config import PRESETS, GPTConfig, preset
-from tinygpt.data import DataError, get_batch, prepare
+from tinygpt.data import DataError, corpus_digest, get_batch, load_corpus, prepare
 from tinygpt.generate import generate_text
 from tinygpt.model import TinyGPT
-from tinygpt.text_tokenizers import load_tokenizer
+from tinygpt.text_tokenizers import atomic_write_text
+
+# options a resumed run may change (each change is printed) ...
+TRAINING_OPTIONS = ("batch_size", "block_size", "lr", "min_lr", "lr_schedule", "warmup_steps", "weight_decay",
+                    "beta1", "beta2", "grad_clip", "dropout", "max_steps", "epochs", "eval_interval",
+                    "eval_batches", "sample_tokens")
+# ... and those it may not: they fix the model, its numbers or its random streams
+FIXED_ON_RESUME = ("preset", "tokenizer", "dtype", "seed")
 
 
-class TrainError(Exception):
+class TrainError(UsageError):
     """A bad option or state, reported as one line with exit code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tinygpt.train", description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cpu", help="cpu (numpy) or cuda (cupy)")
+    p = Parser(prog="python -m tinygpt.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cpu", help="cpu (numpy), cuda or cuda:N (cupy)")
     p.add_argument("--data", default=None, help="a .txt file or a folder of .txt files "
                    "(default: data/tiny_corpus.txt if present, else the built-in King James Bible)")
     p.add_argument("--preset", default="tutorial", help=f"model preset: {', '.join(PRESETS)}")
@@ -39,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bpe (default; char for the shakespeare-char preset)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--block-size", type=int, default=None, help="training window (default: the model's context)")
-    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate")
     p.add_argument("--min-lr", type=float, default=None, help="cosine floor (default lr/10)")
     p.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"])
     p.add_argument("--warmup-steps", type=int, default=0)
@@ -47,20 +58,62 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beta1", type=float, default=0.9)
     p.add_argument("--beta2", type=float, default=0.999)
     p.add_argument("--grad-clip", type=float, default=1.0, help="max global grad norm (0: off)")
-    p.add_argument("--dropout", type=float, default=None)
-    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--dropout", type=float, default=None, help="(default: the preset's)")
+    p.add_argument("--max-steps", type=int, default=None, help="optimizer steps in all (default: from --epochs)")
     p.add_argument("--epochs", type=float, default=1.0, help="used when --max-steps is not given; "
                    "one epoch = train tokens / (batch * block)")
-    p.add_argument("--eval-interval", type=int, default=100)
+    p.add_argument("--eval-interval", type=int, default=100, help="steps between evals, samples and checkpoints")
     p.add_argument("--eval-batches", type=int, default=20)
     p.add_argument("--sample-tokens", type=int, default=40, help="tokens of the sample printed at each eval")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--out", default=None, help="run folder (default runs/<preset>)")
-    p.add_argument("--resume", default=None, help="continue the run in this folder")
+    p.add_argument("--out", default=None, help="run folder (default: runs/<preset>, or runs/<preset>-2, ... "
+                   "if that holds a run)")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    p.add_argument("--resume", default=None, help="continue the run in this folder (in place, or into --out)")
     p.add_argument("--cache-dir", default="data/cache", help="where tokenizers and token ids are cached")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
+
+
+def check_args(args: Any) -> None:
+    """Every option's range, before any file is read or written (UsageError names the option)."""
+    if args.preset not in PRESETS:
+        raise UsageError(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
+    for name, lo in (("batch_size", 1), ("warmup_steps", 0), ("eval_interval", 1), ("eval_batches", 1),
+                     ("sample_tokens", 0), ("seed", 0)):
+        check_range(_opt(name), getattr(args, name), lo, integer=True)
+    check_range("--seed", args.seed, 0, 2 ** 63 - 1, integer=True)
+    for name in ("block_size", "max_steps"):
+        if getattr(args, name) is not None:
+            check_range(_opt(name), getattr(args, name), 1, integer=True)
+    context = PRESETS[args.preset].block_size
+    if args.block_size is not None and args.block_size > context:
+        raise UsageError(f"--block-size {args.block_size} is above the model's context of {context} "
+                         f"(preset {args.preset})")
+    check_range("--lr", args.lr, 0, lo_open=True)
+    if args.min_lr is not None:
+        check_range("--min-lr", args.min_lr, 0)
+    check_range("--epochs", args.epochs, 0, lo_open=True)
+    check_range("--weight-decay", args.weight_decay, 0)
+    check_range("--grad-clip", args.grad_clip, 0)
+    check_range("--beta1", args.beta1, 0, 1, hi_open=True)
+    check_range("--beta2", args.beta2, 0, 1, hi_open=True)
+    if args.dropout is not None:
+        check_range("--dropout", args.dropout, 0, 1, hi_open=True)
+    for name, allowed in (("lr_schedule", ("constant", "cosine")), ("dtype", ("float32", "float64")),
+                          ("tokenizer", ("bpe", "char", "byte", None))):
+        if getattr(args, name) not in allowed:
+            raise UsageError(f"{_opt(name)} must be one of {', '.join(a for a in allowed if a)}, "
+                             f"got {getattr(args, name)!r}")
+    for name in ("out", "cache_dir"):
+        value = getattr(args, name)
+        if value is not None and Path(value).exists() and not Path(value).is_dir():
+            raise UsageError(f"{_opt(name)} {value} is a file, not a folder")
+
+
+def _opt(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def lr_at(step: int, args: Any) -> float:
@@ -98,46 +151,125 @@ def to_device(a: np.ndarray, model: TinyGPT) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
     try:
-        return train(args)
-    except (TrainError, DataError, FileNotFoundError, backend.CudaUnavailableError) as e:
+        args = parser.parse_args(argv)
+        given = explicit_options(parser, argv)
+        return train(args, given)
+    except (UsageError, DataError, RunError, backend.CudaUnavailableError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted before training started: nothing was saved", file=sys.stderr)
+        return 130
 
 
-def setup(args: Any) -> tuple:
-    """Resolve options, data, model and optimizer (from --resume when given)."""
+# ------------------------------------------------------------------------------------ set-up
+def _defaults() -> argparse.Namespace:
+    return build_parser().parse_args([])
+
+
+def apply_resume(args: Any, given: set[str]) -> dict:
+    """Fill args from the run in --resume: its training options, then the command line's overrides.
+
+    Only options are taken from the run folder, never paths: the corpus, cache and output folder
+    are the ones given on this command line (or the defaults).
+    """
+    src = Path(args.resume)
+    saved = checkpoint.read_config(src)
+    saved_args, state = saved.get("args", {}), saved.get("state")
+    cfg_path = src / "config.json"
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int) or state["step"] < 0:
+        raise RunError(f"{cfg_path} has no valid training state (\"state\" with a step)")
+    restored = _defaults()
+    for name in (*FIXED_ON_RESUME, *TRAINING_OPTIONS):
+        if name in saved_args:
+            setattr(restored, name, saved_args[name])
+    try:
+        check_args(restored)
+    except UsageError as e:
+        raise RunError(f"{cfg_path}: saved option {e}") from None
+    for name in FIXED_ON_RESUME:
+        if name in given and getattr(args, name) != getattr(restored, name):
+            raise UsageError(f"{_opt(name)} {getattr(args, name)} differs from the run's "
+                             f"{getattr(restored, name)}: a resumed run keeps its preset, tokenizer, dtype and "
+                             f"seed (start a new run to change them)")
+        setattr(args, name, getattr(restored, name))
+    if "epochs" in given and "max_steps" not in given:
+        restored.max_steps = None  # recomputed from the new --epochs
+    for name in TRAINING_OPTIONS:
+        new, old = getattr(args, name), getattr(restored, name)
+        if name in given and new != old:
+            print(f"resume: {_opt(name)} {new} (the run had {old})")
+        else:
+            setattr(args, name, old)
+    return saved
+
+
+def choose_out(args: Any, given: set[str]) -> Path:
+    """The run folder: --out, or the first of runs/<preset>, runs/<preset>-2, ... that holds no run.
+
+    A folder that holds a run is refused unless --overwrite says to replace it.
+    """
+    if args.out is not None:
+        out = Path(args.out)
+    elif args.overwrite:
+        out = Path("runs") / args.preset
+    else:
+        base, n = Path("runs") / args.preset, 1
+        out = base
+        while out.exists() and (checkpoint.holds_run(out) or not out.is_dir()):
+            n += 1
+            out = base.with_name(f"{base.name}-{n}")
+        return out
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
+    if checkpoint.holds_run(out) and not args.overwrite:
+        raise UsageError(f"--out {out} already holds a run; continue it with --resume {out}, "
+                         f"replace it with --overwrite, or choose another --out")
+    return out
+
+
+def setup(args: Any, given: set[str]) -> tuple:
+    """Resolve options, data, model and optimizer (from --resume when given), before writing anything."""
+    saved = apply_resume(args, given) if args.resume else None
+    check_args(args)
     try:
         dev = backend.device(args.device)
     except ValueError as e:
-        raise TrainError(str(e)) from None
-    saved = None
-    if args.resume:
-        run_dir = args.resume
-        saved = checkpoint.read_config(run_dir)
-        cli = {k: v for k, v in vars(args).items() if k in ("max_steps", "device", "no_progress")}
-        vars(args).update(saved["args"])
-        vars(args).update({k: v for k, v in cli.items() if v is not None})
-        args.out = args.resume = run_dir
-    if args.preset not in PRESETS:
-        raise TrainError(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
+        raise UsageError(f"--device: {e}") from None
+    if args.resume and (args.out is None or Path(args.out).resolve() == Path(args.resume).resolve()):
+        out = Path(args.resume)
+        if args.overwrite:
+            raise UsageError("--overwrite with --resume would delete the run being resumed")
+    else:
+        out = choose_out(args, given)
+    args.out = str(out)
+    print(f"run folder: {out}" + (" (continuing the run)" if out == Path(args.resume or "") else
+                                   " (replacing the run there)" if args.overwrite and checkpoint.holds_run(out)
+                                   else " (new)"), flush=True)
     base = PRESETS[args.preset]
     args.tokenizer = args.tokenizer or ("char" if args.preset == "shakespeare-char" else "bpe")
     if args.block_size is None:
         args.block_size = base.block_size
-    if args.block_size > base.block_size:
-        raise TrainError(f"--block-size {args.block_size} is above the model's context of {base.block_size} "
-                         f"(preset {args.preset})")
-    for name in ("batch_size", "block_size", "eval_interval", "eval_batches"):
-        if getattr(args, name) < 1:
-            raise TrainError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.lr <= 0:
-        raise TrainError(f"--lr must be > 0, got {args.lr}")
-    tokenizer = load_tokenizer(Path(args.resume) / "tokenizer.json") if saved else None
-    data = prepare(args.data, args.tokenizer, base.vocab_size, args.block_size, args.cache_dir, tokenizer)
+    corpus = load_corpus(args.data)
+    tokenizer, paths = None, None
     if saved:
-        cfg = GPTConfig.from_dict(saved["model"])
+        src = Path(args.resume)
+        expected = saved["state"].get("corpus_sha256")
+        if expected is not None and corpus_digest(corpus[1]) != expected:
+            trained_on = (saved.get("args") or {}).get("data") or "the built-in default corpus"
+            raise UsageError(f"--resume {src}: the corpus {corpus[0]!r} is not the text the run was trained on "
+                             f"({trained_on!r} when it started); pass that text with --data")
+        paths = checkpoint.resolve_files(src, saved)
+        tokenizer = checkpoint.load_run_tokenizer(paths["tokenizer.json"])
+    data = prepare(args.data, args.tokenizer, base.vocab_size, args.block_size, args.cache_dir, tokenizer, corpus)
+    if saved:
+        cfg = checkpoint.model_config(args.resume, saved)
+        if args.dropout is not None:
+            cfg.dropout = args.dropout
+        if cfg.vocab_size < data.tokenizer.vocab_size:
+            raise RunError(f"{paths['tokenizer.json']} has more tokens than the model's vocab_size {cfg.vocab_size}")
     else:
         overrides: dict = {"vocab_size": data.tokenizer.vocab_size}
         if args.dropout is not None:
@@ -145,83 +277,149 @@ def setup(args: Any) -> tuple:
         cfg = preset(args.preset, **overrides)
     if args.max_steps is None:
         args.max_steps = max(1, int(args.epochs * len(data.train) / (args.batch_size * args.block_size)))
-    args.out = args.out or f"runs/{args.preset}"
     mg.set_default_dtype(args.dtype)
     mg.manual_seed(args.seed)
     model = TinyGPT(cfg).to(dev)
     optimizer = mg.optim.AdamW(model.param_groups(args.weight_decay), lr=args.lr, betas=(args.beta1, args.beta2))
     state = {"step": 0, "tokens_seen": 0, "batch_rng": np.random.default_rng(args.seed).bit_generator.state}
     if saved:
-        model.load_state_dict(mg.load(Path(args.resume) / "model.safetensors"))
-        optimizer.load_state_dict(checkpoint.load_optimizer_state(args.resume, dev))
-        state = saved["state"]
-        if dev.type == "cpu" and state.get("device_rng"):
-            dev.rng.bit_generator.state = state["device_rng"]
+        checkpoint.load_model_state(model, paths["model.safetensors"])
+        checkpoint.load_optimizer_state(optimizer, paths, dev)
+        for group in optimizer.param_groups:  # options given now win over the saved ones
+            group["betas"] = (args.beta1, args.beta2)
+        optimizer.param_groups[0]["weight_decay"] = args.weight_decay  # group 0 decays, group 1 never
+        state = _restored_state(saved, Path(args.resume), dev)
+    state["corpus_sha256"] = data.digest
     return dev, data, cfg, model, optimizer, state
 
 
-def train(args: Any) -> int:
-    dev, data, cfg, model, optimizer, state = setup(args)
+def _restored_state(saved: dict, src: Path, dev: Any) -> dict:
+    state = dict(saved["state"])
+    try:
+        np.random.default_rng().bit_generator.state = state["batch_rng"]  # checked here, used by the loop
+        if dev.type == "cpu" and state.get("device_rng"):
+            dev.rng.bit_generator.state = state["device_rng"]
+        state["tokens_seen"] = int(state.get("tokens_seen", 0))
+    except (KeyError, TypeError, ValueError) as e:
+        raise RunError(f"{src / 'config.json'}: invalid random-generator state ({type(e).__name__}: {e})") from None
+    return state
+
+
+# ------------------------------------------------------------------------------------ the loop
+class StopRequest:
+    """SIGINT/SIGTERM set a flag that the loop reads between steps; a second signal quits at once."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict = {}
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt  # asked twice: stop now, without saving
+        self.signum = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def params_finite(model: TinyGPT) -> bool:
+    return all(bool(p.device.xp.isfinite(p.data).all()) for p in model.parameters())
+
+
+def train(args: Any, given: "set[str] | None" = None) -> int:
+    given = set(vars(args)) if given is None else given
+    dev, data, cfg, model, optimizer, state = setup(args, given)
     run = Path(args.out)
-    run.mkdir(parents=True, exist_ok=True)
     n_params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
     print(f"corpus: {data.name}, {data.n_chars / 1e6:.2f} M chars -> {len(data.train):,} train / "
           f"{len(data.val):,} val tokens ({args.tokenizer}, vocab {data.tokenizer.vocab_size})")
     print(f"model: {args.preset}, {n_params / 1e6:.2f} M parameters, context {cfg.block_size}, on {dev}, "
           f"{args.dtype}; training {args.max_steps} steps of {args.batch_size}x{args.block_size} tokens -> {run}")
+    if state["step"] >= args.max_steps:
+        print(f"nothing to do: the run is at step {state['step']} of --max-steps {args.max_steps}; train further "
+              f"with --resume {args.resume} --max-steps N (N > {state['step']})")
+        return 0
+    resumed_from = Path(args.resume) if args.resume else None
+    _open_run_folder(run, args, resumed_from, state["step"])
+    last_good = (resumed_from, state["step"]) if resumed_from else None
     batch_rng = np.random.default_rng()
     batch_rng.bit_generator.state = state["batch_rng"]
-    _truncate_metrics(run / "metrics.jsonl", state["step"])
     metrics = open(run / "metrics.jsonl", "a", encoding="utf-8")
-    last_good = state["step"] if (run / "model.safetensors").exists() else None
 
     def save(step: int) -> None:
         state.update(step=step, batch_rng=batch_rng.bit_generator.state,
                      device_rng=dev.rng.bit_generator.state if dev.type == "cpu" else None)
         checkpoint.save_checkpoint(run, model, optimizer, data.tokenizer, cfg, {"args": vars(args), "state": state})
 
+    def fail(message: str) -> int:
+        bar.close()
+        where = f"{last_good[0]} (step {last_good[1]})" if last_good else "none was written yet"
+        print(f"\nerror: {message}; stopping. Last good checkpoint: {where}", file=sys.stderr)
+        return 1
+
     bar = _progress(args, state["step"])
-    step, t_start, tokens_at_start = state["step"], time.perf_counter(), state["tokens_seen"]
+    step, saved_step = state["step"], state["step"]
+    t_start, t_steps, tokens_at_start = time.perf_counter(), 0.0, state["tokens_seen"]
     tok_per_step = args.batch_size * args.block_size
     try:
-        while step < args.max_steps:
-            lr = lr_at(step, args)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x, y = get_batch(data.train, args.batch_size, args.block_size, batch_rng)
-            _, loss = model(to_device(x, model), to_device(y, model))
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                where = f"{run} (step {last_good})" if last_good is not None else "none was written yet"
-                print(f"\nerror: loss is {loss_value} at step {step}; stopping. Last good checkpoint: {where}",
-                      file=sys.stderr)
-                return 1
-            optimizer.zero_grad()
-            loss.backward()
-            if args.grad_clip > 0:
-                mg.optim.clip_grad_norm_(model.parameters(), args.grad_clip)
-            optimizer.step()
-            step += 1
-            state["tokens_seen"] += tok_per_step
-            tps = (state["tokens_seen"] - tokens_at_start) / (time.perf_counter() - t_start)
-            metrics.write(json.dumps({"step": step, "loss": loss_value, "lr": lr}) + "\n")
-            metrics.flush()  # a watcher (or a crash) sees every step
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", tok_s=f"{tps:,.0f}")
-            if step % args.eval_interval == 0 or step == args.max_steps:
-                losses = estimate_loss(model, data, args, step)
-                sample = generate_text(model, data.tokenizer, "", args.sample_tokens, seed=args.seed + step)
-                bar.write(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}, "
-                          f"{tps:,.0f} tokens/s | sample: {sample[:200]!r}")
-                metrics.write(json.dumps({"step": step, "train_loss": losses["train"], "val_loss": losses["val"],
-                                          "tokens_per_s": tps, "sample": sample}) + "\n")
-                metrics.flush()
-                save(step)
-                last_good = step
+        with StopRequest() as stop:
+            while step < args.max_steps and stop.signum is None:
+                t0 = time.perf_counter()
+                lr = lr_at(step, args)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                x, y = get_batch(data.train, args.batch_size, args.block_size, batch_rng)
+                _, loss = model(to_device(x, model), to_device(y, model))
+                loss_value = loss.item()
+                if not math.isfinite(loss_value):
+                    return fail(f"loss is {loss_value} at step {step + 1}")
+                optimizer.zero_grad()
+                loss.backward()
+                if args.grad_clip > 0:
+                    norm = float(mg.optim.clip_grad_norm_(model.parameters(), args.grad_clip).item())
+                    if not math.isfinite(norm):
+                        return fail(f"gradient norm is {norm} at step {step + 1}")
+                optimizer.step()
+                step += 1
+                state["tokens_seen"] += tok_per_step
+                t_steps += time.perf_counter() - t0
+                tps = (state["tokens_seen"] - tokens_at_start) / t_steps
+                metrics.write(json.dumps({"step": step, "loss": loss_value, "lr": lr}) + "\n")
+                metrics.flush()  # a watcher (or a crash) sees every step
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", tok_s=f"{tps:,.0f}")
+                if step % args.eval_interval == 0 or step == args.max_steps:
+                    if not params_finite(model):
+                        return fail(f"parameters became non-finite at step {step}")
+                    losses = estimate_loss(model, data, args, step)
+                    sample = generate_text(model, data.tokenizer, "", args.sample_tokens, seed=args.seed + step)
+                    bar.write(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}, "
+                              f"{tps:,.0f} tokens/s | sample: {sample[:200]!r}")
+                    metrics.write(json.dumps({"step": step, "train_loss": losses["train"],
+                                              "val_loss": losses["val"], "tokens_per_s": tps,
+                                              "sample": sample}) + "\n")
+                    metrics.flush()
+                    save(step)
+                    saved_step, last_good = step, (run, step)
+            if stop.signum is not None:
+                bar.close()
+                if step != saved_step:
+                    if not params_finite(model):
+                        return fail(f"parameters became non-finite at step {step}")
+                    save(step)
+                print(f"\ninterrupted: checkpoint of step {step} saved to {run}; continue with --resume {run}")
+                return 128 + stop.signum
     except KeyboardInterrupt:
         bar.close()
-        save(step)
-        print(f"\ninterrupted: checkpoint of step {step} saved to {run}; continue with --resume {run}")
+        where = f"{last_good[0]} (step {last_good[1]})" if last_good else "none"
+        print(f"\ninterrupted twice: stopped without saving; the last checkpoint is {where}", file=sys.stderr)
         return 130
     finally:
         metrics.close()
@@ -229,25 +427,47 @@ def train(args: Any) -> int:
     wall = time.perf_counter() - t_start
     final = _last_eval(run)
     _plot(run)
-    print(f"done: {step} steps, {state['tokens_seen']:,} tokens seen, final train loss {final.get('train_loss', float('nan')):.4f}, "
-          f"val loss {final.get('val_loss', float('nan')):.4f}, "
-          f"{(state['tokens_seen'] - tokens_at_start) / max(wall, 1e-9):,.0f} tokens/s, wall {wall:.1f} s")
+    print(f"done: {step} steps, {state['tokens_seen']:,} tokens seen, final train loss "
+          f"{final.get('train_loss', float('nan')):.4f}, val loss {final.get('val_loss', float('nan')):.4f}, "
+          f"{(state['tokens_seen'] - tokens_at_start) / max(t_steps, 1e-9):,.0f} tokens/s in training steps "
+          f"(eval and checkpoints excluded), wall {wall:.1f} s")
     return 0
+
+
+def _open_run_folder(run: Path, args: Any, resumed_from: "Path | None", step: int) -> None:
+    """Create or clean the run folder, and cut metrics.jsonl back to the checkpoint a resume starts from."""
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--out {run}: cannot create the run folder ({e.strerror})") from None
+    if resumed_from is not None and run.resolve() == resumed_from.resolve():
+        checkpoint.finish_commit(run)  # completes a checkpoint a crash interrupted; drops temporaries
+    else:
+        if args.overwrite:
+            checkpoint.remove_run(run)
+        checkpoint.finish_commit(run)
+    source = resumed_from / "metrics.jsonl" if resumed_from is not None else None
+    _copy_metrics(source, run / "metrics.jsonl", step)
+
+
+def _copy_metrics(source: "Path | None", target: Path, step: int) -> None:
+    """target = the records of source up to `step` (a resumed run's log; empty for a new run)."""
+    keep = []
+    if source is not None and source.exists():
+        with open(source, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:  # a line cut short by a crash
+                    continue
+                if isinstance(rec, dict) and isinstance(rec.get("step"), int) and rec["step"] <= step:
+                    keep.append(line if line.endswith("\n") else line + "\n")
+    atomic_write_text(target, "".join(keep))
 
 
 def _progress(args: Any, start: int) -> Any:
     from tqdm import tqdm
     return tqdm(total=args.max_steps, initial=start, disable=args.no_progress, unit="step", dynamic_ncols=True)
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop records past `step` (written after the checkpoint a resumed run starts from)."""
-    if not path.exists():
-        return
-    with open(path, encoding="utf-8") as f:
-        keep = [line for line in f if json.loads(line)["step"] <= step]
-    from tinygpt.text_tokenizers import atomic_write_text
-    atomic_write_text(path, "".join(keep))
 
 
 def _last_eval(run: Path) -> dict:
@@ -288,12 +508,11 @@ def _plot(run: Path) -> None:
     ax.set_ylabel("cross-entropy loss")
     ax.legend()
     fig.tight_layout()
-    tmp = run / ".metrics.png.tmp.png"
-    fig.savefig(tmp, dpi=100)
+    tmp = run / ".metrics.png.tmp"
+    fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     tmp.replace(run / "metrics.png")
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.exit(main())

@@ -16,6 +16,8 @@ def _state_value_like(value: Any, p: Tensor, name: str) -> Any:
     arr = value.data if isinstance(value, Tensor) else value
     if not (hasattr(arr, "shape") and hasattr(arr, "dtype")):
         return value
+    if arr.ndim and tuple(arr.shape) != tuple(p.shape):  # caught here, not as a broadcast error mid-training
+        raise ValueError(f"loaded state {name!r} has shape {tuple(arr.shape)}, its parameter has {tuple(p.shape)}")
     if not _is_on(arr, p.device):
         arr = backend.from_numpy(p.device, backend.to_numpy(arr))
     dtype = p.dtype if arr.dtype.kind == "f" else arr.dtype

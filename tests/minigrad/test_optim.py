@@ -209,6 +209,17 @@ def test_load_state_dict_rejects_a_different_group_layout():
         other.load_state_dict(opt.state_dict())
 
 
+def test_load_state_dict_rejects_a_state_of_the_wrong_shape():
+    a = mlp()
+    opt = AdamW(a.parameters())
+    train(a, opt, 1)
+    state = opt.state_dict()
+    state["state"][0]["exp_avg"] = np.zeros((3, 3), dtype=np.float64)  # a state saved for another model
+    fresh = AdamW(mlp().parameters())
+    with pytest.raises(ValueError, match=r"'exp_avg' has shape \(3, 3\), its parameter has"):
+        fresh.load_state_dict(state)
+
+
 def test_float32_training_stays_float32():
     model = mlp("float32")
     opt = AdamW(model.parameters(), lr=1e-2)
