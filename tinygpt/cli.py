@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import sys
 from typing import Any, NoReturn
 
 
@@ -59,3 +61,12 @@ def check_range(name: str, value: Any, lo: float | None = None, hi: float | None
         if lo is not None and hi is not None:
             raise UsageError(f"{name} must satisfy {allowed}, got {value!r}")
         raise UsageError(f"{name} must be {allowed}, got {value!r}")
+
+
+def silence_stdout() -> None:
+    """After a closed pipe (| head): send what is still buffered to /dev/null so exit prints nothing."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass

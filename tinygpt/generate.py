@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -21,7 +20,7 @@ import numpy as np
 
 import minigrad as mg
 from minigrad import backend
-from tinygpt.cli import Parser, UsageError, check_range
+from tinygpt.cli import Parser, UsageError, check_range, silence_stdout
 
 # The sampling defaults of both the command line and generate_text.
 TEMPERATURE = 0.8
@@ -217,15 +216,6 @@ def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
         raise UsageError(f"--prompt: {' '.join(str(e).splitlines())}") from None
 
 
-def _silence_stdout() -> None:
-    """After a closed pipe (| head): send what is still buffered to /dev/null so exit prints nothing."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):
-        pass
-
-
 def main(argv: list[str] | None = None) -> int:
     try:
         try:
@@ -248,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                 print()
             sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
         except BrokenPipeError:  # the reader went away (| head): stop quietly, like a SIGPIPE'd program
-            _silence_stdout()
+            silence_stdout()
             return 141
     except KeyboardInterrupt:
         return 130

@@ -21,8 +21,8 @@ import minigrad as mg
 from minigrad import backend
 from tinygpt import checkpoint
 from tinygpt.checkpoint import RunError
-from tinygpt.cli import Parser, UsageError, check_range, explicit_options
-from tinygpt.config import PRESETS, GPTConfig, preset
+from tinygpt.cli import Parser, UsageError, check_range, explicit_options, silence_stdout
+from tinygpt.config import PRESETS, preset
 from tinygpt.data import DataError, corpus_digest, get_batch, load_corpus, prepare
 from tinygpt.generate import generate_text
 from tinygpt.model import TinyGPT
@@ -162,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted before training started: nothing was saved", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout's reader went away (| head): stop quietly; the last checkpoint stands
+        silence_stdout()
+        return 141
 
 
 # ------------------------------------------------------------------------------------ set-up
@@ -200,7 +203,7 @@ def apply_resume(args: Any, given: set[str]) -> dict:
     for name in TRAINING_OPTIONS:
         new, old = getattr(args, name), getattr(restored, name)
         if name in given and new != old:
-            print(f"resume: {_opt(name)} {new} (the run had {old})")
+            args.overrides.append(f"resume: {_opt(name)} {new} (the run had {old})")
         else:
             setattr(args, name, old)
     return saved
@@ -232,6 +235,7 @@ def choose_out(args: Any, given: set[str]) -> Path:
 
 def setup(args: Any, given: set[str]) -> tuple:
     """Resolve options, data, model and optimizer (from --resume when given), before writing anything."""
+    args.overrides = []
     saved = apply_resume(args, given) if args.resume else None
     check_args(args)
     try:
@@ -248,6 +252,9 @@ def setup(args: Any, given: set[str]) -> tuple:
     print(f"run folder: {out}" + (" (continuing the run)" if out == Path(args.resume or "") else
                                    " (replacing the run there)" if args.overwrite and checkpoint.holds_run(out)
                                    else " (new)"), flush=True)
+    for line in args.overrides:
+        print(line)
+    del args.overrides
     base = PRESETS[args.preset]
     args.tokenizer = args.tokenizer or ("char" if args.preset == "shakespeare-char" else "bpe")
     if args.block_size is None:
