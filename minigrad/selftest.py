@@ -4,18 +4,21 @@ Each check runs the same computation on the CPU (numpy) and on the device, from 
 inputs, and compares values and gradients: op by op in float32 and float64, the fused kernels
 against their references, run-to-run determinism, and 20 training steps of a small transformer.
 With --with-tests it also runs the repository's GPU test suite (pytest -m cuda) when the
-checkout's tests/ folder is there. On a machine without a GPU it says so and tests nothing.
+checkout's tests/ folder is there. Without cupy, or on a machine without a GPU, it says which in its
+first line, tests nothing and exits with status 2.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 import numpy as np
 
@@ -238,6 +241,9 @@ def environment(dev: Any) -> list:
     return lines
 
 
+_PYTEST_COUNTS = re.compile(r"^=*\s*(\d+ \w+|no tests ran)(, \d+ \w+)* in [\d.]+s")  # "3 passed, 1 failed in 2.1s"
+
+
 def _run_pytest_suite(out: Any) -> bool:
     tests = Path(__file__).resolve().parents[1] / "tests"
     if not tests.is_dir():
@@ -247,15 +253,50 @@ def _run_pytest_suite(out: Any) -> bool:
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", str(tests)],
                           capture_output=True, text=True, env=env, cwd=tests.parent)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(("FAILED", "ERROR"))]
-    summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr.strip()[-300:]
+    # pytest's counts line ("12 passed, 3 deselected in 9.1s"); tests/conftest.py prints "skipped: ..." after it
+    counts = [ln.strip("= ") for ln in proc.stdout.splitlines() if _PYTEST_COUNTS.search(ln)]
+    skipped = [ln for ln in proc.stdout.splitlines() if ln.startswith("skipped: ") and ln != "skipped: none"]
+    summary = counts[-1] if counts else proc.stdout.strip()[-300:] or proc.stderr.strip()[-300:]
     print(f"  pytest -m cuda tests/: {summary}", file=out)
+    for ln in skipped[-1:]:
+        print(f"    {ln}", file=out)
     for ln in lines[:20]:
         print(f"    {ln}", file=out)
     return proc.returncode == 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr (exit 2), not the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"minigrad selftest: error: {message} (see {self.prog} --help)\n")
+
+
+def _cupy_missing(cause: BaseException) -> bool:
+    """Whether the ImportError behind CudaUnavailableError means cupy is not installed (not: installed but broken)."""
+    if isinstance(cause, ModuleNotFoundError) and cause.name == "cupy":
+        return True
+    try:
+        return importlib.util.find_spec("cupy") is None
+    except (ImportError, ValueError):  # a cupy entry in sys.modules without a spec
+        return False
+
+
+def unavailable_message(spec: str, error: "backend.CudaUnavailableError") -> str:
+    """What to print when `spec` cannot be used: its first line says what is missing (cupy, a GPU)."""
+    if isinstance(error.__cause__, ImportError):
+        if _cupy_missing(error.__cause__):
+            return ('minigrad selftest: cupy is not installed, nothing was tested: pip install -e ".[cuda]" '
+                    "(cupy-cuda12x; cupy-cuda13x for CUDA 13 drivers; see docs/cuda.md)")
+        return (f"minigrad selftest: cupy is installed but does not import, nothing was tested "
+                f'(reinstall it: pip install -e ".[cuda]").\n  {type(error.__cause__).__name__}: {error.__cause__}')
+    if "only" in str(error) and "GPU(s) found" in str(error):
+        return f"minigrad selftest: no GPU {spec!r} here, nothing was tested.\n  {error}"
+    return f"minigrad selftest: no GPU found, nothing was tested.\n  {error}"
+
+
 def main(argv: "list[str] | None" = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m minigrad.selftest", description=__doc__.splitlines()[0])
+    p = _Parser(prog="python -m minigrad.selftest", description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda", help="the device to check against numpy (default cuda)")
     p.add_argument("--with-tests", action="store_true", help="also run the repository's pytest -m cuda suite")
     args = p.parse_args(argv)
@@ -265,7 +306,7 @@ def main(argv: "list[str] | None" = None) -> int:
         print(f"minigrad selftest: {e}")
         return 2
     except backend.CudaUnavailableError as e:
-        print(f"minigrad selftest: no GPU found, nothing was tested.\n  {e}")
+        print(unavailable_message(args.device, e))
         return 2
     if dev.type == "cpu":
         print("minigrad selftest: --device cpu compares numpy with itself; pass --device cuda on a machine with a GPU")
