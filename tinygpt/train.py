@@ -22,7 +22,7 @@ from minigrad import backend
 from tinygpt import checkpoint
 from tinygpt.checkpoint import RunError
 from tinygpt.cli import Parser, UsageError, check_range, explicit_options, silence_stdout
-from tinygpt.config import PRESETS, preset
+from tinygpt.config import PRESETS, GPTConfig, preset
 from tinygpt.data import DataError, corpus_digest, get_batch, load_corpus, prepare
 from tinygpt.generate import generate_text
 from tinygpt.model import TinyGPT
@@ -48,25 +48,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="tutorial", help=f"model preset: {', '.join(PRESETS)}")
     p.add_argument("--tokenizer", default=None, choices=["bpe", "char", "byte"],
                    help="bpe (default; char for the shakespeare-char preset)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="sequences per step")
     p.add_argument("--block-size", type=int, default=None, help="training window (default: the model's context)")
     p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate")
     p.add_argument("--min-lr", type=float, default=None, help="cosine floor (default lr/10)")
-    p.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"])
-    p.add_argument("--warmup-steps", type=int, default=0)
+    p.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"],
+                   help="constant, or warmup then cosine decay to --min-lr")
+    p.add_argument("--warmup-steps", type=int, default=0, help="linear warmup steps")
     p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW decay of 2-D weights")
-    p.add_argument("--beta1", type=float, default=0.9)
-    p.add_argument("--beta2", type=float, default=0.999)
+    p.add_argument("--beta1", type=float, default=0.9, help="AdamW beta1 (0 <= b < 1)")
+    p.add_argument("--beta2", type=float, default=0.999, help="AdamW beta2 (0 <= b < 1)")
     p.add_argument("--grad-clip", type=float, default=1.0, help="max global grad norm (0: off)")
-    p.add_argument("--dropout", type=float, default=None, help="(default: the preset's)")
+    p.add_argument("--dropout", type=float, default=None, help="dropout rate, 0 <= p < 1 (default: the preset's)")
     p.add_argument("--max-steps", type=int, default=None, help="optimizer steps in all (default: from --epochs)")
     p.add_argument("--epochs", type=float, default=1.0, help="used when --max-steps is not given; "
                    "one epoch = train tokens / (batch * block)")
     p.add_argument("--eval-interval", type=int, default=100, help="steps between evals, samples and checkpoints")
-    p.add_argument("--eval-batches", type=int, default=20)
+    p.add_argument("--eval-batches", type=int, default=20, help="batches per split in each eval")
     p.add_argument("--sample-tokens", type=int, default=40, help="tokens of the sample printed at each eval")
-    p.add_argument("--seed", type=int, default=1337)
-    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--seed", type=int, default=1337, help="seeds the init, batches and dropout")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                   help="parameter and compute dtype")
     p.add_argument("--out", default=None, help="run folder (default: runs/<preset>, or runs/<preset>-2, ... "
                    "if that holds a run)")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
@@ -260,8 +262,9 @@ def setup(args: Any, given: set[str]) -> tuple:
     if args.block_size is None:
         args.block_size = base.block_size
     corpus = load_corpus(args.data)
-    tokenizer, paths = None, None
-    if saved:
+    mg.set_default_dtype(args.dtype)
+    mg.manual_seed(args.seed)
+    if saved:  # every file of the run is checked before any tokenizing or writing
         src = Path(args.resume)
         expected = saved["state"].get("corpus_sha256")
         if expected is not None and corpus_digest(corpus[1]) != expected:
@@ -270,34 +273,38 @@ def setup(args: Any, given: set[str]) -> tuple:
                              f"({trained_on!r} when it started); pass that text with --data")
         paths = checkpoint.resolve_files(src, saved)
         tokenizer = checkpoint.load_run_tokenizer(paths["tokenizer.json"])
-    data = prepare(args.data, args.tokenizer, base.vocab_size, args.block_size, args.cache_dir, tokenizer, corpus)
-    if saved:
-        cfg = checkpoint.model_config(args.resume, saved)
+        cfg = checkpoint.model_config(src, saved)
         if args.dropout is not None:
             cfg.dropout = args.dropout
-        if cfg.vocab_size < data.tokenizer.vocab_size:
+        if cfg.vocab_size < tokenizer.vocab_size:
             raise RunError(f"{paths['tokenizer.json']} has more tokens than the model's vocab_size {cfg.vocab_size}")
-    else:
-        overrides: dict = {"vocab_size": data.tokenizer.vocab_size}
-        if args.dropout is not None:
-            overrides["dropout"] = args.dropout
-        cfg = preset(args.preset, **overrides)
-    if args.max_steps is None:
-        args.max_steps = max(1, int(args.epochs * len(data.train) / (args.batch_size * args.block_size)))
-    mg.set_default_dtype(args.dtype)
-    mg.manual_seed(args.seed)
-    model = TinyGPT(cfg).to(dev)
-    optimizer = mg.optim.AdamW(model.param_groups(args.weight_decay), lr=args.lr, betas=(args.beta1, args.beta2))
-    state = {"step": 0, "tokens_seen": 0, "batch_rng": np.random.default_rng(args.seed).bit_generator.state}
-    if saved:
+        model, optimizer = _model_and_optimizer(cfg, dev, args)
         checkpoint.load_model_state(model, paths["model.safetensors"])
         checkpoint.load_optimizer_state(optimizer, paths, dev)
         for group in optimizer.param_groups:  # options given now win over the saved ones
             group["betas"] = (args.beta1, args.beta2)
         optimizer.param_groups[0]["weight_decay"] = args.weight_decay  # group 0 decays, group 1 never
-        state = _restored_state(saved, Path(args.resume), dev)
+        state = _restored_state(saved, src, dev)
+        data = prepare(args.data, args.tokenizer, base.vocab_size, args.block_size, args.cache_dir, tokenizer,
+                       corpus)
+    else:
+        data = prepare(args.data, args.tokenizer, base.vocab_size, args.block_size, args.cache_dir, None, corpus)
+        overrides: dict = {"vocab_size": data.tokenizer.vocab_size}
+        if args.dropout is not None:
+            overrides["dropout"] = args.dropout
+        cfg = preset(args.preset, **overrides)
+        model, optimizer = _model_and_optimizer(cfg, dev, args)
+        state = {"step": 0, "tokens_seen": 0, "batch_rng": np.random.default_rng(args.seed).bit_generator.state}
+    if args.max_steps is None:
+        args.max_steps = max(1, int(args.epochs * len(data.train) / (args.batch_size * args.block_size)))
     state["corpus_sha256"] = data.digest
     return dev, data, cfg, model, optimizer, state
+
+
+def _model_and_optimizer(cfg: GPTConfig, dev: Any, args: Any) -> tuple:
+    model = TinyGPT(cfg).to(dev)
+    optimizer = mg.optim.AdamW(model.param_groups(args.weight_decay), lr=args.lr, betas=(args.beta1, args.beta2))
+    return model, optimizer
 
 
 def _restored_state(saved: dict, src: Path, dev: Any) -> dict:

@@ -70,13 +70,20 @@ def test_train_on_cuda_without_a_gpu_prints_one_line_and_exits_2(hide_cupy, tmp_
     assert ("pip install" in lines[0]) if hide_cupy else ("no usable GPU" in lines[0])
 
 
-def test_selftest_on_a_machine_without_a_gpu_says_so_and_exits_2():
+@pytest.mark.parametrize("hide_cupy", [True, False], ids=["no cupy", "cupy but no GPU"])
+def test_selftest_without_a_gpu_says_what_is_missing_first_and_exits_2(hide_cupy):
+    if not hide_cupy:
+        cupy_or_skip("the no-GPU selftest message")
     if has_gpu():
         pytest.skip("a GPU is present")
-    proc = subprocess.run([sys.executable, "-m", "minigrad.selftest", "--device", "cuda"], capture_output=True,
-                          text=True, cwd=ROOT, timeout=120)
-    assert proc.returncode == 2
-    assert proc.stdout.startswith("minigrad selftest: no GPU found, nothing was tested.")
+    code = (NO_CUPY if hide_cupy else "") + "import sys; from minigrad.selftest import main; sys.exit(main(sys.argv[1:]))"
+    proc = run_python(code, "--device", "cuda")
+    first = proc.stdout.splitlines()[0]
+    assert proc.returncode == 2 and "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+    if hide_cupy:
+        assert first.startswith("minigrad selftest: cupy is not installed") and 'pip install -e ".[cuda]"' in first
+    else:
+        assert first == "minigrad selftest: no GPU found, nothing was tested."
 
 
 def test_device_objects_are_cached_and_constructible_like_torch_device():
