@@ -343,3 +343,14 @@ def test_leftover_temporary_files_are_removed_at_the_next_start(case, capsys):
     assert (run / ".config.json.x.tmp").exists()
     assert train.main([a.format(**case) for a in RESUME] + ["--max-steps", "11"]) == 0
     assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_damaged_token_cache_is_rebuilt_not_trusted(base, tmp_path, capsys):
+    _, corpus, _ = base
+    cache = tmp_path / "cache"
+    argv = [a.format(CORPUS=corpus, CACHE=cache) for a in NEW]
+    assert train.main([*argv, "--out", str(tmp_path / "a")]) == 0
+    for npy in cache.glob("tokens-*.npy"):
+        npy.write_bytes(npy.read_bytes()[:40])  # cut short, as by a full disk
+    assert train.main([*argv, "--out", str(tmp_path / "b")]) == 0
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")
