@@ -68,10 +68,56 @@ class Function:
         if not isinstance(out, dev.xp.ndarray):  # numpy reductions return scalars, not 0-d arrays
             out = dev.xp.asarray(out)
         result = Tensor(out, device=dev, _copy=False)
+        if getattr(out, "base", None) is not None:  # a view (reshape, permute, basic indexing, ...)
+            _share_version(result, inputs, dev.xp)
         if ctx.recording:
             result.requires_grad = True
             result._ctx = ctx
+            ctx.saved_versions = _saved_versions(ctx, result)
         return result
+
+
+def _share_version(result: "Tensor", inputs: tuple, xp: Any) -> None:
+    """A view shares the version counter of the tensor whose memory it shows (as in torch)."""
+    for t in inputs:
+        if xp.may_share_memory(result.data, t.data):
+            result._vc, result._base = t._vc, (t._base if t._base is not None else t)
+            return
+
+
+def _saved_versions(ctx: Context, result: "Tensor") -> tuple:
+    """(version counter, version then, which tensor) for each input or output whose memory forward saved.
+
+    backward compares them with the counters' values then: an in-place change in between would make
+    the saved arrays, and so the gradient, wrong.
+    """
+    xp = ctx.xp
+    saved = []
+    for name, value in ctx.__dict__.items():
+        if name == "inputs":
+            continue
+        if isinstance(value, xp.ndarray):
+            saved.append(value)
+        elif isinstance(value, (tuple, list)):
+            saved.extend(v for v in value if isinstance(v, xp.ndarray))
+    if not saved:
+        return ()
+    watched = []
+    for i, t in enumerate((*ctx.inputs, result)):
+        if any(xp.may_share_memory(a, t.data) for a in saved):
+            which = "its output" if t is result else f"input {i}"
+            watched.append((t._vc, t._vc[0], which, tuple(t.shape), t.dtype))
+    return tuple(watched)
+
+
+def _check_versions(ctx: Context) -> None:
+    for vc, version, which, shape, dtype in getattr(ctx, "saved_versions", ()):
+        if vc[0] != version:
+            raise RuntimeError(
+                f"one of the variables needed for gradient computation has been modified by an inplace "
+                f"operation: the {dtype} tensor of shape {list(shape)} that {ctx.fn.__name__} saved ({which}) is at "
+                f"version {vc[0]}; expected version {version} instead. Use an out-of-place op (x = x + 1, "
+                f"not x += 1), or clone() the tensor before changing it")
 
 
 def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
@@ -144,6 +190,7 @@ def backward(root: "Tensor", grad: Any = None, retain_graph: bool = False) -> No
         if ctx.freed:
             raise RuntimeError(f"backward: trying to backward through {ctx.fn.__name__} a second time; "
                                "pass retain_graph=True to the first backward()")
+        _check_versions(ctx)
         ctx.retain_graph = retain_graph  # fused ops may overwrite saved buffers when the graph is freed after
         if _profiler is None:
             input_grads = ctx.fn.backward(ctx, g)

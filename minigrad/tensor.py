@@ -51,7 +51,10 @@ class MaxResult(NamedTuple):
 class Tensor:
     """An n-dimensional array that records the ops applied to it for reverse-mode autograd."""
 
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "device", "__weakref__")
+    # _vc: the version counter, a one-item list shared by every tensor that views the same memory;
+    # each in-place change bumps it, and backward refuses arrays changed after an op saved them.
+    # _base: the tensor this one is a view of (None for tensors that own their memory)
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "device", "_vc", "_base", "__weakref__")
     __array_priority__ = 1000  # so numpy_array + tensor calls Tensor.__radd__
 
     def __init__(self, data: Any, device: "str | Device | None" = None, requires_grad: bool = False,
@@ -66,6 +69,8 @@ class Tensor:
         self.grad: Tensor | None = None
         self.requires_grad = False
         self._ctx = None
+        self._vc = [0]
+        self._base = None
         if requires_grad:
             self.requires_grad_(True)
 
@@ -89,6 +94,11 @@ class Tensor:
     @property
     def is_leaf(self) -> bool:
         return self._ctx is None
+
+    @property
+    def _version(self) -> int:
+        """How many in-place changes this tensor's memory has seen (torch's Tensor._version)."""
+        return self._vc[0]
 
     @property
     def T(self) -> "Tensor":
@@ -149,8 +159,14 @@ class Tensor:
         return a if dtype is None else a.astype(dtype)
 
     def detach(self) -> "Tensor":
-        """A tensor sharing the data, cut from the graph."""
-        return Tensor(self.data, device=self.device, _copy=False)
+        """A tensor sharing the data (and its version counter), cut from the graph."""
+        out = Tensor(self.data, device=self.device, _copy=False)
+        out._vc = self._vc
+        return out
+
+    def clone(self) -> "Tensor":
+        """A copy with its own memory; gradients flow back to self."""
+        return E.Clone.apply(self)
 
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
         if requires_grad and self.dtype.kind not in "fc":
@@ -503,9 +519,42 @@ class Tensor:
     def log_softmax(self, dim: int = -1) -> "Tensor":
         return F.LogSoftmax.apply(self, axis=dim)
 
+    # ------------------------------------------------------------------ in-place ops
+    # Each writes into this tensor's memory and bumps its version. On a tensor in the graph the change
+    # is recorded like the out-of-place op (torch's semantics); on a leaf that requires grad it is
+    # refused unless grad mode is off (as optimizers do).
     def zero_(self) -> "Tensor":
-        self.data[...] = 0
-        return self
+        return _inplace_apply(self, lambda x: E.Fill.apply(x, value=0), "zero_")
+
+    def fill_(self, value: Any) -> "Tensor":
+        if isinstance(value, Tensor):
+            if value.ndim:
+                raise RuntimeError(f"fill_ only supports 0-dimension value tensor, got shape {value.shape}")
+            value = value.item()
+        return _inplace_apply(self, lambda x: E.Fill.apply(x, value=value), "fill_")
+
+    def copy_(self, src: Any) -> "Tensor":
+        src = src if isinstance(src, Tensor) else Tensor(_to_array(src, self.device, self.dtype), device=self.device,
+                                                         _copy=False)
+        return _inplace_apply(self, lambda x: E.CopyInto.apply(x, src.type(x.dtype) if src.dtype.kind == "f"
+                                                               and x.dtype.kind == "f" else src), "copy_", src)
+
+    def clip_(self, min: Any = None, max: Any = None) -> "Tensor":
+        return _inplace_apply(self, lambda x: x.clip(min, max), "clip_", min, max)
+
+    clamp_ = clip_
+
+    def add_(self, other: Any, *, alpha: Any = 1) -> "Tensor":
+        return _inplace_apply(self, lambda x: x + (other if alpha == 1 else other * alpha), "add_", other)
+
+    def sub_(self, other: Any, *, alpha: Any = 1) -> "Tensor":
+        return _inplace_apply(self, lambda x: x - (other if alpha == 1 else other * alpha), "sub_", other)
+
+    def mul_(self, other: Any) -> "Tensor":
+        return _inplace_apply(self, lambda x: x * other, "mul_", other)
+
+    def div_(self, other: Any) -> "Tensor":
+        return _inplace_apply(self, lambda x: x / other, "div_", other)
 
 
 def _to_device(t: Tensor, dev: Device) -> Tensor:
@@ -521,15 +570,64 @@ def _to_device(t: Tensor, dev: Device) -> Tensor:
 
 
 def _inplace(t: Tensor, o: Any, name: str) -> Tensor:
-    from minigrad.autograd import is_grad_enabled
+    """`t += o` and friends: in place, as torch (see _inplace_apply)."""
     if not _is_operand(o):
         return NotImplemented  # Python falls back to t.__op__(o), which raises its "unsupported operand" TypeError
-    if t.requires_grad and is_grad_enabled():
-        # PyTorch semantics for `x += y` on a tensor in the graph: rebinding keeps autograd correct
-        return getattr(t, f"__{name}__")(o)
-    other = o.data if isinstance(o, Tensor) else o
-    getattr(t.data, f"__i{name}__")(other)
+    if not _records_inplace(t, o):  # the common, fast case: numpy's own in-place ufunc
+        other = o.data if isinstance(o, Tensor) else o
+        if isinstance(o, Tensor) and o.device is not t.device:
+            raise RuntimeError(f"{name}: expected both tensors on one device, got {t.device} and {o.device}")
+        if t.dtype.kind in "iub" and (getattr(other, "dtype", None) is not None and other.dtype.kind == "f"
+                                      or isinstance(other, float) or (name == "truediv")):
+            raise RuntimeError(f"result type float can't be cast to the desired output type {t.dtype} "
+                               f"(in-place {name} on an integer tensor)")
+        getattr(t.data, f"__i{name}__")(other)
+        t._vc[0] += 1
+        return t
+    return _inplace_apply(t, lambda x: getattr(x, f"__{name}__")(o), f"__i{name}__", o)
+
+
+def _records_inplace(t: Tensor, *others: Any) -> bool:
+    """Whether an in-place op on t goes into the graph (grad mode on and t or an operand needs grad)."""
+    return autograd.is_grad_enabled() and (t.requires_grad or any(isinstance(o, Tensor) and o.requires_grad
+                                                                   for o in others))
+
+
+def _inplace_apply(t: Tensor, compute: Any, name: str, *others: Any) -> Tensor:
+    """Write compute(t) into t's memory and bump its version; record it in the graph when t is part of one.
+
+    Recorded, the op runs on a copy of t's old value (so what it saves cannot change under it) and t
+    takes over the new node: gradients reaching t flow through the op to t's old graph.
+    """
+    if not _records_inplace(t, *others):
+        with autograd.no_grad():
+            new = compute(t)
+        _write_into(t, new, name)
+        return t
+    if t.requires_grad and t._ctx is None:
+        raise RuntimeError(f"a leaf tensor that requires grad is being used in an in-place operation ({name}); "
+                           "do it under `with minigrad.no_grad():` (as optimizers do) or use the out-of-place op")
+    if t._base is not None and (t._base.requires_grad or t.requires_grad):
+        raise RuntimeError(f"{name} on a view of a tensor in the graph is not supported (the viewed tensor's "
+                           "gradient would be wrong); clone() the view first or use out-of-place ops")
+    old = Tensor(t.data.copy(), device=t.device, _copy=False)
+    old.requires_grad, old._ctx = t.requires_grad, t._ctx
+    new = compute(old)
+    _write_into(t, new, name)
+    t._ctx, t.requires_grad = new._ctx, new.requires_grad
     return t
+
+
+def _write_into(t: Tensor, new: Tensor, name: str) -> None:
+    if new.dtype != t.dtype and new.dtype.kind == "f" and t.dtype.kind in "iub":
+        raise RuntimeError(f"result type {new.dtype} can't be cast to the desired output type {t.dtype} "
+                           f"(in-place {name})")
+    if new.shape != t.shape:
+        raise RuntimeError(f"{name}: output with shape {t.shape} doesn't match the broadcast shape {new.shape}")
+    if new.dtype != t.dtype and new._ctx is not None:
+        new = new.type(t.dtype)
+    t.data[...] = new.data
+    t._vc[0] += 1
 
 
 def _to_array(data: Any, dev: Device, dtype: Any) -> Any:

@@ -30,6 +30,7 @@ def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
     u *= b - a
     u += a
     tensor.data[...] = u
+    tensor._vc[0] += 1
     return tensor
 
 
@@ -41,6 +42,7 @@ def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
     if mean != 0.0:
         z += mean
     tensor.data[...] = z
+    tensor._vc[0] += 1
     return tensor
 
 
@@ -56,12 +58,14 @@ def trunc_normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float 
         normal_(fresh, mean, std)
         tensor.data[bad] = fresh.data[bad]
     xp.clip(tensor.data, a, b, out=tensor.data)
+    tensor._vc[0] += 1
     return tensor
 
 
 def constant_(tensor: Tensor, val: float) -> Tensor:
     """Fill with one value."""
     tensor.data[...] = val
+    tensor._vc[0] += 1
     return tensor
 
 

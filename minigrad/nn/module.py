@@ -363,6 +363,7 @@ class Module:
         for key, target in own.items():
             if key in state_dict:
                 target.data[...] = _as_array_on(state_dict[key], target.device)  # casts to the target's dtype
+                target._vc[0] += 1
         return _IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------ printing

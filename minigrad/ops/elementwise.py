@@ -287,3 +287,44 @@ class Cast(Function):
     def backward(ctx: Context, g: Any) -> Any:
         # d cast(x)/dx = 1
         return g.astype(ctx.in_dtype)
+
+
+class Clone(Function):
+    """A copy with its own memory."""
+
+    @staticmethod
+    def forward(ctx: Context, x: Any) -> Any:
+        return x.copy()
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> Any:
+        # d clone(x)/dx = 1
+        return g
+
+
+class Fill(Function):
+    """x.fill_(value) / x.zero_() as recorded in the graph: the output no longer depends on x."""
+
+    @staticmethod
+    def forward(ctx: Context, x: Any, value: Any) -> Any:
+        return ctx.xp.full_like(x, value)
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> Any:
+        # d value/dx = 0
+        return ctx.xp.zeros_like(g)
+
+
+class CopyInto(Function):
+    """x.copy_(src) as recorded in the graph: the output is src (broadcast to x's shape, in x's dtype)."""
+
+    @staticmethod
+    def forward(ctx: Context, x: Any, src: Any) -> Any:
+        ctx.src_dtype = src.dtype
+        return ctx.xp.broadcast_to(src, x.shape).astype(x.dtype, copy=True)
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple:
+        # d out/dx = 0, d out/dsrc = 1 (the engine sums a broadcast src back to its shape)
+        nsrc = ctx.needs_input_grad[1]
+        return ctx.xp.zeros_like(g), (g.astype(ctx.src_dtype) if nsrc else None)

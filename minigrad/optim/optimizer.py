@@ -93,6 +93,9 @@ class Optimizer:
                 loss = closure()
         for group in self.param_groups:
             self._update_group(group)
+            for p in group["params"]:  # an in-place change: graphs that saved p refuse to backward
+                if p.grad is not None:
+                    p._vc[0] += 1
         return loss
 
     def _update_group(self, group: dict) -> None:

@@ -79,6 +79,12 @@ SPECS: dict[str, list[Case]] = {
     "Clip": [Case(lambda lib, x: x.clamp(-0.5, 0.7), [(4, 5)], domain="distinct"),
              Case(lambda lib, x: x.clamp(min=0.1), [(9,)], domain="distinct")],
     "Cast": [Case(lambda lib, x: lib.cast(x, "float64") * 2.0, [(3,)], float32=False, torch=False)],
+    "Clone": [Case(lambda lib, x: x.clone() * 2.0, [(3, 4)])],
+    # in-place ops on a tensor in the graph are recorded: fill_/zero_ cut the old value off, copy_ takes src's
+    "Fill": [Case(lambda lib, x: (x * 2.0).fill_(0.5) * x, [(3, 4)]),
+             Case(lambda lib, x: (x * 2.0).zero_() + x.exp(), [(5,)])],
+    "CopyInto": [Case(lambda lib, x, y: (x * 1.0).copy_(y) * x, [(3, 4), (4,)]),
+                 Case(lambda lib, x, y: (x * 3.0).copy_(y).sum(0) + x.sum(0), [(2, 3), (2, 3)])],
     # ---------------- reductions
     "Sum": [Case(lambda lib, x: x.sum(), [(3, 4)]), Case(lambda lib, x: x.sum(dim=1), [(3, 4)]),
             Case(lambda lib, x: x.sum(dim=(0, 2), keepdim=True), [(2, 3, 4)])],
