@@ -102,9 +102,76 @@ def compile_pattern(pattern: str) -> regex.Pattern:
     return regex.compile(resolve_pattern(pattern))
 
 
+# The built-in patterns match every character (each alternative family ends in a catch-all such as
+# `\s+` or `[^\s\p{L}\p{N}]+`), so their findall already returns all the text.
+_COVERS_ALL = {GPT2_PATTERN, GPT4_PATTERN, GPT4_PATTERN_HF}
+
+
+def splitter(pattern: str) -> Callable[[str], list[str]]:
+    """text -> pre-tokens, keeping all text like Hugging Face's Split(pattern, behavior="isolated").
+
+    Each match is a piece and so is each stretch of text between two matches (or before the first,
+    after the last); empty pieces are dropped. For the built-in patterns, which match everything,
+    this is the plain findall (no cost). For another pattern findall is tried first, and kept when
+    its matches cover the whole text without empty matches; otherwise the matches' spans are found
+    with Oniguruma's iteration rule (see _onig_spans) and the gaps are added.
+    """
+    text_pattern = resolve_pattern(pattern)
+    rx = regex.compile(text_pattern)
+    if text_pattern in _COVERS_ALL:
+        return rx.findall
+    findall = rx.findall if not rx.groups else None  # with groups, findall returns the groups
+    search, finditer = rx.search, rx.finditer
+
+    def pieces(text: str) -> list[str]:
+        if findall is not None:
+            found = findall(text)
+            if sum(map(len, found)) == len(text) and "" not in found:
+                return found  # the matches tile the text: no gaps
+        spans = [m.span() for m in finditer(text)]
+        if any(s == e for s, e in spans):
+            spans = _onig_spans(search, text)
+        out: list[str] = []
+        prev = 0
+        for s, e in spans:
+            if s > prev:
+                out.append(text[prev:s])  # the unmatched stretch before this match
+            if e > s:
+                out.append(text[s:e])
+            prev = e
+        if prev < len(text):
+            out.append(text[prev:])
+        return out
+
+    return pieces
+
+
+def _onig_spans(search: Callable, text: str) -> list[tuple[int, int]]:
+    """The match spans in the order Hugging Face's Oniguruma find_iter yields them.
+
+    After a match ending at p the next search starts at p, but an empty match at p is then skipped
+    by searching again from p + 1. Python's engines instead accept that empty match and then allow
+    a non-empty match at p, so with empty-matching patterns (`(?=b)|b`) their spans differ; without
+    empty matches both iterations are the same.
+    """
+    spans = []
+    pos, last_end, n = 0, -1, len(text)
+    while pos <= n:
+        m = search(text, pos)
+        if m is None:
+            break
+        s, e = m.span()
+        if s == e == last_end:
+            pos = e + 1
+            continue
+        spans.append((s, e))
+        pos = last_end = e
+    return spans
+
+
 def split(text: str, pattern: str = "gpt4") -> list[str]:
-    """Split text into pre-tokens (pieces that BPE merges never cross)."""
-    return compile_pattern(pattern).findall(text)
+    """Split text into pre-tokens (pieces that BPE merges never cross); no text is dropped."""
+    return splitter(pattern)(text)
 
 
 def bytes_to_unicode() -> dict[int, str]:

@@ -12,7 +12,7 @@ import regex
 
 from .pretokenize import (
     BYTES_IN_HF_ORDER, GPT2_PATTERN, GPT4_PATTERN, GPT4_PATTERN_HF, ascii_findall, bytes_to_token,
-    resolve_pattern, token_to_bytes,
+    resolve_pattern, splitter, token_to_bytes,
 )
 
 AllowedSpecial = Union[str, Iterable[str]]
@@ -77,7 +77,7 @@ class Tokenizer:
         n = len(self._merges)
         self._ranks: dict[tuple[int, int], int] = dict(zip(reversed(self._merges), range(n - 1, -1, -1)))
         self.pattern = resolve_pattern(pattern)
-        self._findall = regex.compile(self.pattern).findall
+        self._findall = splitter(self.pattern)  # all the text: matches and the gaps between them
         self._findall_ascii = ascii_findall(self.pattern) or self._findall
         self.add_prefix_space = add_prefix_space
         self.ignore_merges = ignore_merges

@@ -12,7 +12,7 @@ from operator import mul
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Union
 
-from .pretokenize import BYTES_IN_HF_ORDER, ascii_findall, compile_pattern, resolve_pattern
+from .pretokenize import BYTES_IN_HF_ORDER, ascii_findall, resolve_pattern, splitter
 from .tokenizer import Tokenizer
 
 Source = Union[str, os.PathLike]
@@ -83,7 +83,7 @@ def count_words(sources: Iterable[Source], pattern: str = "gpt4") -> tuple[Count
 
     Identical lines are pre-tokenized once (blank lines, speaker names, repeated boilerplate).
     """
-    findall = compile_pattern(pattern).findall
+    findall = splitter(pattern)  # keeps the text between a user pattern's matches, as HF does
     findall_ascii = ascii_findall(resolve_pattern(pattern)) or findall
     words: Counter = Counter()
     lines: Counter = Counter()

@@ -19,10 +19,12 @@ DIGITS_AND_MORE = "In 1000000 years, 12345678 people paid $3.14159 for 2024-01-0
 
 
 def hf_pre_tokenizer(pattern: str):
+    """HF's pre-tokenizer for a pattern: its ByteLevel regex for gpt2, else Split(isolated) + ByteLevel,
+    with the pattern spelled for Oniguruma as bpe writes it into tokenizer.json."""
     if pattern == "gpt2":
         return pre_tokenizers.ByteLevel(add_prefix_space=False)
     return pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(GPT4_PATTERN_HF), "isolated"),
+        pre_tokenizers.Split(Regex(GPT4_PATTERN_HF if pattern == "gpt4" else hf_pattern(pattern)), "isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
 
@@ -186,3 +188,30 @@ def test_hf_file_with_add_prefix_space_encodes_identically(multilingual_file, tm
     assert ours.add_prefix_space
     for text in ["hello world", " hello", "\nhello", "hi<eos>there you", "<bos>x", "", DIGITS_AND_MORE]:
         assert ours.encode(text, allowed_special="all") == tok.encode(text).ids
+
+
+# User patterns that leave text unmatched: HF's Split(isolated) makes each gap a piece, so must we.
+GAP_PATTERNS = [r"\p{L}+", r"\p{N}{1,3}+|[a-z]+", r"\S+", r"(\p{L})\p{L}*", r"(?=b)|b"]
+GAP_TEXTS = ["Hello, world! 42", "  \t\n\r\n ", "", "a,b;c 1234567 x²½ 😀 naïve Straße мир 你好\n",
+             DIGITS_AND_MORE, multilingual_text(40, seed=8)]
+
+
+@pytest.mark.parametrize("pattern", GAP_PATTERNS)
+def test_user_pattern_gaps_split_like_hf(pattern):
+    hf_split = pre_tokenizers.Split(Regex(hf_pattern(pattern)), "isolated")
+    for text in GAP_TEXTS:
+        assert bpe.split(text, pattern) == [p for p, _ in hf_split.pre_tokenize_str(text)], text
+
+
+@pytest.mark.parametrize("pattern", [r"\p{L}+", r"\p{N}{1,3}+|[a-z]+", r"\S+"])
+def test_user_pattern_with_gaps_trains_and_encodes_like_hf(multilingual_file, tmp_path, pattern):
+    hf = hf_train(multilingual_file, 700, pattern)
+    ours = bpe.train([multilingual_file], vocab_size=700, special_tokens=SPECIALS, pattern=pattern)
+    assert_same_model(hf, ours)
+    ours.save(tmp_path / "gaps.json")
+    hf_from_ours = tokenizers.Tokenizer.from_file(str(tmp_path / "gaps.json"))
+    for text in GAP_TEXTS:
+        ids = ours.encode(text)
+        assert ids == hf.encode(text).ids == hf_from_ours.encode(text).ids, text
+        assert ours.decode(ids) == text
+    assert bpe.Tokenizer.load(tmp_path / "gaps.json").encode(GAP_TEXTS[3]) == ours.encode(GAP_TEXTS[3])

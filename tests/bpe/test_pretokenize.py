@@ -26,12 +26,40 @@ def test_splits_cover_the_text_exactly():
 
 
 def test_user_pattern_and_errors():
-    assert bpe.split("ab cd", r"\w+") == ["ab", "cd"]
+    assert bpe.split("ab cd", r"\w+") == ["ab", " ", "cd"]  # the unmatched space is its own piece
     assert resolve_pattern("gpt4") == bpe.GPT4_PATTERN
     with pytest.raises(ValueError, match="does not compile"):
         resolve_pattern("[")
     with pytest.raises(ValueError):
         resolve_pattern("")
+
+
+@pytest.mark.parametrize("pattern, text, pieces", [
+    (r"\p{L}+", "Hello, world! 42", ["Hello", ", ", "world", "! 42"]),
+    (r"\p{L}+", "  ", ["  "]),  # no match at all: the whole text is one piece
+    (r"\p{L}+", "", []),
+    (r"\d", "a12b", ["a", "1", "2", "b"]),
+    (r"(\p{L})\1", "aabcdd", ["aa", "bc", "dd"]),  # capture groups: whole matches, not the groups
+    (r"(?=b)|b", "abbab", ["a", "b", "ba", "b"]),  # empty matches split as in HF's Oniguruma
+    (r"x*", "abxxc", ["a", "b", "xx", "c"]),
+])
+def test_user_pattern_keeps_the_text_between_matches(pattern, text, pieces):
+    assert bpe.split(text, pattern) == pieces
+    assert "".join(bpe.split(text, pattern)) == text
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.sampled_from("ab1 ,.\n\té😀"), max_size=60),
+       st.sampled_from([r"\p{L}+", r"\d+|\s", r"(a)b|.", r"(?=b)|b", r"\b", r"b?", r"\p{L}++"]))
+def test_user_pattern_pieces_rebuild_the_text(text, pattern):
+    pieces = bpe.split(text, pattern)
+    assert "".join(pieces) == text and "" not in pieces
+
+
+def test_built_in_patterns_use_plain_findall():
+    from bpe.pretokenize import splitter
+    for pattern in ("gpt2", "gpt4", GPT4_PATTERN_HF):
+        assert getattr(splitter(pattern), "__name__", "") == "findall"  # no gap handling cost
 
 
 def test_byte_stand_ins_are_gpt2s():
