@@ -11,7 +11,7 @@ from typing import NoReturn
 from .pretokenize import resolve_pattern
 from .tokenizer import Tokenizer
 from .tokenizer_json import TokenizerFileError
-from .trainer import train
+from .trainer import MAX_VOCAB, train
 
 
 class UsageError(Exception):
@@ -45,6 +45,19 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_out(out: Path) -> None:
+    """Refuse an unusable --out before training, naming the path as the user wrote it."""
+    if out.is_dir():
+        raise UsageError(f"--out {out}: is a folder; give a file path such as {out / 'tokenizer.json'}")
+    folder = out.resolve().parent
+    if not folder.exists():
+        raise UsageError(f"--out {out}: folder {folder} does not exist")
+    if not folder.is_dir():
+        raise UsageError(f"--out {out}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: folder {folder} is not writable")
+
+
 def _cmd_train(args: argparse.Namespace) -> None:
     for path in args.corpus:
         if path.is_dir():
@@ -52,16 +65,22 @@ def _cmd_train(args: argparse.Namespace) -> None:
         if not path.is_file():
             raise UsageError(f"corpus file not found: {path}")
     specials = [s for s in args.special_tokens.split(",") if s]
+    duplicates = sorted({s for s in specials if specials.count(s) > 1})
+    if duplicates:
+        raise UsageError(f"--special-tokens {args.special_tokens}: {', '.join(duplicates)} appears more than once")
     if args.vocab_size < 256 + len(specials):
         raise UsageError(f"--vocab-size {args.vocab_size} is too small: it must be at least 256 bytes + "
                          f"{len(specials)} special tokens = {256 + len(specials)}")
+    if args.vocab_size - len(specials) > MAX_VOCAB:
+        raise UsageError(f"--vocab-size {args.vocab_size} is too large: at most {MAX_VOCAB} tokens besides "
+                         f"the {len(specials)} special tokens")
+    if args.min_frequency < 0:
+        raise UsageError(f"--min-frequency {args.min_frequency}: must be >= 0")
     try:
         resolve_pattern(args.pattern)
     except ValueError as exc:
         raise UsageError(f"--pattern: {exc}") from None
-    out_dir = args.out.resolve().parent
-    if not out_dir.is_dir():
-        raise UsageError(f"--out {args.out}: folder {out_dir} does not exist")
+    _check_out(args.out)
     started = time.perf_counter()
     show = not args.quiet and sys.stderr.isatty()
     total_mb = sum(path.stat().st_size for path in args.corpus) / 1e6
@@ -80,7 +99,10 @@ def _cmd_train(args: argparse.Namespace) -> None:
         raise UsageError(str(exc) if named else f"{exc} (corpus: {', '.join(map(str, args.corpus))})") from None
     if show and time.perf_counter() - started > 1.0:
         print(file=sys.stderr)
-    tok.save(args.out)
+    try:
+        tok.save(args.out)
+    except OSError as exc:
+        raise UsageError(f"--out {args.out}: {exc.strerror or exc}") from None
     if not args.quiet:
         s = tok.train_stats
         print(f"trained {s.merges} merges on {s.corpus_bytes / 1e6:.2f} MB ({s.unique_words} unique words) "
@@ -89,6 +111,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _load(path: Path) -> Tokenizer:
+    if path.is_dir():
+        raise UsageError(f"--tokenizer {path}: is a folder, not a tokenizer.json")
     if not path.is_file():
         raise UsageError(f"--tokenizer {path}: file not found")
     try:
@@ -102,6 +126,8 @@ def _cmd_encode(args: argparse.Namespace) -> None:
     if (args.text is None) == (args.file is None):
         raise UsageError("encode needs exactly one of TEXT or --file")
     if args.file is not None:
+        if args.file.is_dir():
+            raise UsageError(f"--file {args.file}: is a folder, not a text file")
         if not args.file.is_file():
             raise UsageError(f"--file {args.file}: file not found")
         try:
@@ -110,6 +136,10 @@ def _cmd_encode(args: argparse.Namespace) -> None:
             raise UsageError(f"--file {args.file}: not valid UTF-8") from None
     else:
         text = args.text
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # argv bytes that are not UTF-8 arrive as lone surrogates
+            raise UsageError("TEXT is not valid UTF-8 (use --file for other encodings converted to UTF-8)") from None
     ids = tok.encode(text, allowed_special="all" if args.allow_special else "none")
     print(" ".join(map(str, ids)))
 
@@ -134,12 +164,13 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         {"train": _cmd_train, "encode": _cmd_encode, "decode": _cmd_decode}[args.command](args)
     except UsageError as exc:
-        print(f"bpe: error: {exc}", file=sys.stderr)
-        return 2
+        message = str(exc)
     except OSError as exc:
-        print(f"bpe: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
-        return 2
-    return 0
+        message = f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
+    else:
+        return 0
+    print("bpe: error: " + message.replace("\r", "\\r").replace("\n", "\\n"), file=sys.stderr)  # one line
+    return 2
 
 
 if __name__ == "__main__":

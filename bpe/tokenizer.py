@@ -1,8 +1,10 @@
 """Tokenizer: byte-level BPE encode/decode with special tokens, saved as a Hugging Face tokenizer.json."""
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import tempfile
 from heapq import heapify, heappop, heappush
 from itertools import chain, repeat
@@ -320,18 +322,36 @@ class Tokenizer:
         return to_json(self)
 
     def save(self, path: Union[str, os.PathLike]) -> None:
-        """Write a Hugging Face tokenizer.json atomically (temp file in the same folder, then rename)."""
+        """Write a Hugging Face tokenizer.json atomically (temp file in the same folder, then rename).
+
+        A new file gets mode 0644 (mkstemp's 0600 would hide it from other users); an existing file
+        keeps its mode. An OSError names `path`, never the temporary file.
+        """
         text = json.dumps(self.to_json(), ensure_ascii=False, indent=2)
         path = os.fspath(path)
+        if os.path.isdir(path):
+            raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", path)
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except OSError:
+            mode = 0o644
         folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".tokenizer-", suffix=".tmp", dir=folder)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".tokenizer-", suffix=".tmp", dir=folder)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, path) from None
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
+                f.flush()
+                os.fsync(f.fileno())  # the bytes reach the disk before the rename makes them visible
+            os.chmod(tmp, mode)
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as exc:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+            if isinstance(exc, OSError):
+                raise OSError(exc.errno, exc.strerror, path) from None
             raise
 
     @classmethod

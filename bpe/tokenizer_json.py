@@ -1,6 +1,7 @@
 """Hugging Face tokenizer.json for byte-level BPE: writing ours, reading and validating anyone's."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 from typing import TYPE_CHECKING, Any, Union
@@ -61,13 +62,20 @@ def read_tokenizer_json(path: Union[str, os.PathLike], cls: type) -> "Tokenizer"
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except FileNotFoundError:
-        raise FileNotFoundError(f"tokenizer file not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FileNotFoundError(errno.ENOENT, "tokenizer file not found", path) from None
+    except UnicodeDecodeError as exc:
+        raise TokenizerFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except ValueError as exc:  # JSONDecodeError, or an integer too long to convert
         raise TokenizerFileError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise TokenizerFileError(f"{path}: not valid JSON (nested too deeply)") from None
     try:
         return from_json(data, cls)
     except TokenizerFileError as exc:
         raise TokenizerFileError(f"{path}: {exc}") from None
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError) as exc:
+        # a shape the checks in from_json did not foresee: still one line naming the file
+        raise TokenizerFileError(f"{path}: invalid tokenizer.json ({type(exc).__name__}: {exc})") from None
 
 
 def from_json(data: Any, cls: type) -> "Tokenizer":
@@ -149,8 +157,9 @@ def _read_added_tokens(items: Any) -> dict[str, int]:
         raise TokenizerFileError("added_tokens must be a list")
     specials: dict[str, int] = {}
     for n, item in enumerate(items):
-        if not isinstance(item, dict) or not isinstance(item.get("content"), str) or not isinstance(item.get("id"), int):
-            raise TokenizerFileError(f"added_tokens[{n}] needs an integer 'id' and a string 'content'")
+        if not isinstance(item, dict) or not isinstance(item.get("content"), str) or not isinstance(item.get("id"), int) \
+                or isinstance(item["id"], bool) or item["id"] < 0:
+            raise TokenizerFileError(f"added_tokens[{n}] needs an integer 'id' >= 0 and a string 'content'")
         if item["content"] in specials:
             raise TokenizerFileError(f"added token {item['content']!r} appears twice")
         if item["id"] in specials.values():
@@ -182,7 +191,10 @@ def _read_vocab(vocab: Any, specials: dict[str, int]) -> list[bytes]:
     for i in range(size):
         token = by_id[i]
         if i in special_ids:
-            id_to_bytes.append(token.encode("utf-8"))
+            try:
+                id_to_bytes.append(token.encode("utf-8"))
+            except UnicodeEncodeError:
+                raise TokenizerFileError(f"added token {token!r} (id {i}) is not valid Unicode text") from None
             continue
         try:
             id_to_bytes.append(bytes(CHAR_TO_BYTE[c] for c in token))
