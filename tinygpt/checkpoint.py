@@ -123,13 +123,14 @@ def save_checkpoint(run_dir: "str | Path", model: Any, optimizer: Any, tokenizer
         atomic_write_text(staged["optimizer.json"], json.dumps(meta))
         tokenizer.save(str(staged["tokenizer.json"]))
         files = {name: _record(path) for name, path in staged.items()}
-        # the commit point: from here on config.json describes the new checkpoint
-        atomic_write_text(run / "config.json",
-                          json.dumps({"model": config.to_dict(), **train_state, "files": files}, indent=2))
-    except BaseException:
+    except BaseException:  # nothing committed yet: the previous checkpoint stands
         for path in staged.values():
             path.unlink(missing_ok=True)
         raise
+    # the commit point: once this rename happens config.json describes the new checkpoint, whose files
+    # are the staged ones (so an interruption from here on must not delete them: finish_commit completes it)
+    atomic_write_text(run / "config.json",
+                      json.dumps({"model": config.to_dict(), **train_state, "files": files}, indent=2))
     finish_commit(run)
 
 
@@ -149,6 +150,15 @@ def finish_commit(run_dir: "str | Path") -> None:
     for path in run.iterdir():
         if is_temporary(path.name) and path.is_file():
             path.unlink(missing_ok=True)
+
+
+def committed_step(run_dir: "str | Path") -> "int | None":
+    """The step of the checkpoint config.json describes now (None when there is none or it is unreadable)."""
+    try:
+        step = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))["state"]["step"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return step if isinstance(step, int) else None
 
 
 def remove_run(run_dir: "str | Path") -> None:

@@ -357,6 +357,8 @@ def train(args: Any, given: "set[str] | None" = None) -> int:
     print(f"model: {args.preset}, {n_params / 1e6:.2f} M parameters, context {cfg.block_size}, on {dev}, "
           f"{args.dtype}; training {args.max_steps} steps of {args.batch_size}x{args.block_size} tokens -> {run}")
     if state["step"] >= args.max_steps:
+        if Path(args.resume).resolve() == run.resolve():
+            checkpoint.finish_commit(run)  # still sweep what a killed final save left
         print(f"nothing to do: the run is at step {state['step']} of --max-steps {args.max_steps}; train further "
               f"with --resume {args.resume} --max-steps N (N > {state['step']})")
         return 0
@@ -432,7 +434,9 @@ def train(args: Any, given: "set[str] | None" = None) -> int:
                 return 128 + stop.signum
     except KeyboardInterrupt:
         bar.close()
-        where = f"{last_good[0]} (step {last_good[1]})" if last_good else "none"
+        step_now = checkpoint.committed_step(run)  # a save the second Ctrl-C cut short may have committed
+        where = (f"{run} (step {step_now})" if step_now is not None and (last_good is None or last_good[0] == run)
+                 else f"{last_good[0]} (step {last_good[1]})" if last_good else "none")
         print(f"\ninterrupted twice: stopped without saving; the last checkpoint is {where}", file=sys.stderr)
         return 130
     finally:
@@ -440,7 +444,11 @@ def train(args: Any, given: "set[str] | None" = None) -> int:
     bar.close()
     wall = time.perf_counter() - t_start
     final = _last_eval(run)
-    _plot(run)
+    try:
+        _plot(run)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted after the last step: the final checkpoint (step {step}) is saved in {run}")
+        return 130
     print(f"done: {step} steps, {state['tokens_seen']:,} tokens seen, final train loss "
           f"{final.get('train_loss', float('nan')):.4f}, val loss {final.get('val_loss', float('nan')):.4f}, "
           f"{(state['tokens_seen'] - tokens_at_start) / max(t_steps, 1e-9):,.0f} tokens/s in training steps "

@@ -24,9 +24,10 @@
 
 Counts of the last run (CPU, 2 cores, ~50 s): 11 interrupts resumed exactly; 68/68 SIGKILLs
 survived (52 loaded step 5, 16 step 10; 20 distinct folder states, each resumed exactly); 3/3 random
-SIGKILLs survived; 2/2 random double SIGINTs; 66/68 double-SIGINT sweep points; the 2 others (right
-after config.json is renamed into place: K=26 after os.replace, K=23 after atomic_write_text) are
-a BUG, xfail(strict) below, as is a GAP of a resume with nothing to do.
+SIGKILLs survived; 2/2 random double SIGINTs; 68/68 double-SIGINT sweep points (the 2 right after
+config.json is renamed into place, K=26 after os.replace and K=23 after atomic_write_text, found a
+bug: the clean-up deleted the staged files the new config.json described; fixed, and tested below,
+as is the sweep of a resume with nothing to do).
 
 Runtime is kept low by forking the trainer at its second checkpoint (one training run for all 136
 sweep points, each child writing the checkpoint into its own copy of the folder) and by resuming
@@ -508,12 +509,6 @@ def test_a_second_sigint_before_and_after_every_call_of_a_checkpoint_write(ref, 
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (tinygpt/checkpoint.py save_checkpoint): a KeyboardInterrupt (second Ctrl-C) raised after "
-    "atomic_write_text has renamed config.json into place, but before save_checkpoint's try block ends, "
-    "runs the `except BaseException` clean-up, which deletes the staged files that the new config.json "
-    "now describes: the folder no longer loads ('model.safetensors does not match the checkpoint of "
-    "step 10 ... its SHA-256 differs'). Remove this marker when fixed."))
 def test_a_second_sigint_right_after_the_config_json_commit(ref, sweep):
     window = commit_window(sweep.events)
     points = [r for r in sweep.results if r["action"] == "int2" and (r["k"], r["when"]) in window]
@@ -550,10 +545,6 @@ def _kill_between_commit_and_renames(run: Path, ref: Ref) -> None:
     assert check_loads_consistently(run, ref, [STEPS]) == STEPS  # found by its hash
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "GAP (tinygpt/train.py train): a --resume of a run already at --max-steps prints 'nothing to do' "
-    "and returns before _open_run_folder, so finish_commit never runs: the staged file and the .*.tmp "
-    "leftovers of a killed final checkpoint stay (the folder still loads). Remove this marker when fixed."))
 def test_a_resume_with_nothing_to_do_still_finishes_and_sweeps_the_folder(ref, capsys):
     run = ref.base / "nothing-to-do"
     shutil.copytree(ref.base / "reference", run)
