@@ -29,7 +29,7 @@ from tinygpt.model import TinyGPT
 from tinygpt.text_tokenizers import atomic_write_text
 
 # options a resumed run may change (each change is printed) ...
-TRAINING_OPTIONS = ("batch_size", "block_size", "lr", "min_lr", "lr_schedule", "warmup_steps", "weight_decay",
+TRAINING_OPTIONS = ("batch_size", "grad_accum", "block_size", "lr", "min_lr", "lr_schedule", "warmup_steps", "weight_decay",
                     "beta1", "beta2", "grad_clip", "dropout", "max_steps", "epochs", "eval_interval",
                     "eval_batches", "sample_tokens")
 # ... and those it may not: they fix the model, its numbers or its random streams
@@ -48,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="tutorial", help=f"model preset: {', '.join(PRESETS)}")
     p.add_argument("--tokenizer", default=None, choices=["bpe", "char", "byte"],
                    help="bpe (default; char for the shakespeare-char preset)")
-    p.add_argument("--batch-size", type=int, default=32, help="sequences per step")
+    p.add_argument("--batch-size", type=int, default=32, help="sequences per micro-batch")
+    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step (the step's batch "
+                   "is batch-size x grad-accum sequences, as one batch that large)")
     p.add_argument("--block-size", type=int, default=None, help="training window (default: the model's context)")
     p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate")
     p.add_argument("--min-lr", type=float, default=None, help="cosine floor (default lr/10)")
@@ -82,7 +84,7 @@ def check_args(args: Any) -> None:
     """Every option's range, before any file is read or written (UsageError names the option)."""
     if args.preset not in PRESETS:
         raise UsageError(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
-    for name, lo in (("batch_size", 1), ("warmup_steps", 0), ("eval_interval", 1), ("eval_batches", 1),
+    for name, lo in (("batch_size", 1), ("grad_accum", 1), ("warmup_steps", 0), ("eval_interval", 1), ("eval_batches", 1),
                      ("sample_tokens", 0), ("seed", 0)):
         check_range(_opt(name), getattr(args, name), lo, integer=True)
     check_range("--seed", args.seed, 0, 2 ** 63 - 1, integer=True)
@@ -296,7 +298,8 @@ def setup(args: Any, given: set[str]) -> tuple:
         model, optimizer = _model_and_optimizer(cfg, dev, args)
         state = {"step": 0, "tokens_seen": 0, "batch_rng": np.random.default_rng(args.seed).bit_generator.state}
     if args.max_steps is None:
-        args.max_steps = max(1, int(args.epochs * len(data.train) / (args.batch_size * args.block_size)))
+        args.max_steps = max(1, int(args.epochs * len(data.train)
+                                    / (args.batch_size * args.grad_accum * args.block_size)))
     state["corpus_sha256"] = data.digest
     return dev, data, cfg, model, optimizer, state
 
@@ -343,6 +346,26 @@ class StopRequest:
             signal.signal(sig, old)
 
 
+def accumulate_gradients(model: TinyGPT, optimizer: Any, ids: np.ndarray, args: Any, rng: np.random.Generator) -> float:
+    """Forward and backward one step's batch, in grad_accum micro-batches; returns its mean loss.
+
+    The windows are drawn as one batch of batch_size * grad_accum and split, so with grad_accum N the
+    step equals one of batch_size * N (same windows; the loss and gradients are means over all of them).
+    """
+    n, b = args.grad_accum, args.batch_size
+    x, y = get_batch(ids, b * n, args.block_size, rng)
+    optimizer.zero_grad()
+    total = 0.0
+    for i in range(n):
+        _, loss = model(to_device(x[i * b:(i + 1) * b], model), to_device(y[i * b:(i + 1) * b], model))
+        value = loss.item()
+        if not math.isfinite(value):
+            return value
+        (loss if n == 1 else loss * (1.0 / n)).backward()
+        total += value
+    return total / n
+
+
 def params_finite(model: TinyGPT) -> bool:
     return all(bool(p.device.xp.isfinite(p.data).all()) for p in model.parameters())
 
@@ -355,7 +378,8 @@ def train(args: Any, given: "set[str] | None" = None) -> int:
     print(f"corpus: {data.name}, {data.n_chars / 1e6:.2f} M chars -> {len(data.train):,} train / "
           f"{len(data.val):,} val tokens ({args.tokenizer}, vocab {data.tokenizer.vocab_size})")
     print(f"model: {args.preset}, {n_params / 1e6:.2f} M parameters, context {cfg.block_size}, on {dev}, "
-          f"{args.dtype}; training {args.max_steps} steps of {args.batch_size}x{args.block_size} tokens -> {run}")
+          f"{args.dtype}; training {args.max_steps} steps of {args.batch_size}x{args.block_size} tokens"
+          f"{f' x {args.grad_accum} micro-batches' if args.grad_accum > 1 else ''} -> {run}")
     if state["step"] >= args.max_steps:
         if Path(args.resume).resolve() == run.resolve():
             checkpoint.finish_commit(run)  # still sweep what a killed final save left
@@ -383,7 +407,7 @@ def train(args: Any, given: "set[str] | None" = None) -> int:
     bar = _progress(args, state["step"])
     step, saved_step = state["step"], state["step"]
     t_start, t_steps, tokens_at_start = time.perf_counter(), 0.0, state["tokens_seen"]
-    tok_per_step = args.batch_size * args.block_size
+    tok_per_step = args.batch_size * args.grad_accum * args.block_size
     try:
         with StopRequest() as stop:
             while step < args.max_steps and stop.signum is None:
@@ -391,13 +415,9 @@ def train(args: Any, given: "set[str] | None" = None) -> int:
                 lr = lr_at(step, args)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                x, y = get_batch(data.train, args.batch_size, args.block_size, batch_rng)
-                _, loss = model(to_device(x, model), to_device(y, model))
-                loss_value = loss.item()
+                loss_value = accumulate_gradients(model, optimizer, data.train, args, batch_rng)
                 if not math.isfinite(loss_value):
                     return fail(f"loss is {loss_value} at step {step + 1}")
-                optimizer.zero_grad()
-                loss.backward()
                 if args.grad_clip > 0:
                     norm = float(mg.optim.clip_grad_norm_(model.parameters(), args.grad_clip).item())
                     if not math.isfinite(norm):

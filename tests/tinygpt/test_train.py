@@ -154,3 +154,30 @@ def test_non_finite_loss_stops_with_the_step_and_last_checkpoint(corpus, tmp_pat
     err = capsys.readouterr().err
     assert "loss is nan at step" in err or "loss is inf at step" in err
     assert "Last good checkpoint" in err
+
+
+def test_grad_accum_equals_one_batch_that_large_in_float64(corpus, tmp_path, capsys):
+    """--batch-size 4 --grad-accum 3 is the step of --batch-size 12: same windows, same means (float64)."""
+    def run(name, *extra):
+        out = tmp_path / name
+        args = small_args(corpus, out, "--max-steps", "12", "--dtype", "float64", *extra)
+        assert train.main(args) == 0
+        return out
+    accum, big = run("accum", "--batch-size", "4", "--grad-accum", "3"), run("big", "--batch-size", "12")
+    np.testing.assert_allclose(losses(accum), losses(big), rtol=0, atol=1e-12)
+    wa, wb = tinygpt.load(accum)[0].state_dict(), tinygpt.load(big)[0].state_dict()
+    for k in wa:
+        np.testing.assert_allclose(wa[k].numpy(), wb[k].numpy(), rtol=0, atol=1e-12, err_msg=k)
+    assert "x 3 micro-batches" in capsys.readouterr().out
+    state = json.loads((accum / "config.json").read_text())["state"]
+    assert state["tokens_seen"] == 12 * 4 * 3 * 16  # steps x batch x accum x block
+
+
+def test_grad_accum_resumes_exactly(corpus, tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    extra = ("--batch-size", "4", "--grad-accum", "2", "--eval-interval", "5")
+    assert train.main(small_args(corpus, full, "--max-steps", "15", *extra)) == 0
+    assert train.main(small_args(corpus, part, "--max-steps", "7", *extra)) == 0
+    assert train.main(["--resume", str(part), "--data", str(corpus), "--cache-dir", str(tmp_path / "cache"),
+                       "--max-steps", "15", "--no-progress"]) == 0
+    assert losses(part) == losses(full)
