@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import time
+import weakref
 from typing import Any, Callable
 
 _grad_enabled = True
@@ -229,10 +230,29 @@ def backward(root: "Tensor", grad: Any = None, retain_graph: bool = False) -> No
 
 def _accumulate_leaf(leaf: "Tensor", g: Any, owned: bool) -> None:
     if leaf.grad is None:
-        # the array may alias an upstream gradient or a saved array: own a copy
-        leaf.grad = Tensor(g if owned else g.copy(), device=leaf.device, _copy=False)
+        entry = _grad_buffers.get(id(leaf))
+        if entry is not None and entry[0]() is leaf:  # the leaf's slice of a flat gradient array (optim.flat)
+            buffer = entry[1]
+            buffer[...] = g
+            leaf.grad = Tensor(buffer, device=leaf.device, _copy=False)
+        else:  # the array may alias an upstream gradient or a saved array: own a copy
+            leaf.grad = Tensor(g if owned else g.copy(), device=leaf.device, _copy=False)
     else:
         leaf.grad.data += g
+
+
+# id(leaf) -> (weak reference to the leaf, its gradient buffer); the entry goes when the leaf does.
+# (Not a WeakKeyDictionary: that compares keys with ==, which is elementwise for Tensors.)
+_grad_buffers: dict[int, tuple] = {}
+
+
+def set_grad_buffer(leaf: "Tensor", buffer: Any) -> None:
+    """Make backward write leaf's gradient into buffer (an array of leaf's shape) whenever .grad is None."""
+    if tuple(buffer.shape) != tuple(leaf.shape) or buffer.dtype != leaf.dtype:
+        raise ValueError(f"gradient buffer {tuple(buffer.shape)} {buffer.dtype} does not fit a leaf of "
+                         f"{tuple(leaf.shape)} {leaf.dtype}")
+    key = id(leaf)
+    _grad_buffers[key] = (weakref.ref(leaf, lambda _, key=key: _grad_buffers.pop(key, None)), buffer)
 
 
 class no_grad:

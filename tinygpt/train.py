@@ -306,7 +306,8 @@ def setup(args: Any, given: set[str]) -> tuple:
 
 def _model_and_optimizer(cfg: GPTConfig, dev: Any, args: Any) -> tuple:
     model = TinyGPT(cfg).to(dev)
-    optimizer = mg.optim.AdamW(model.param_groups(args.weight_decay), lr=args.lr, betas=(args.beta1, args.beta2))
+    optimizer = mg.optim.AdamW(model.param_groups(args.weight_decay), lr=args.lr, betas=(args.beta1, args.beta2),
+                               flat=True)  # parameters and gradients in two flat arrays: one pass per update
     return model, optimizer
 
 

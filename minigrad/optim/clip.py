@@ -21,6 +21,9 @@ def clip_grad_norm_(parameters: "Iterable[Tensor] | Tensor", max_norm: float, no
     dev = params[0].device
     xp = dev.xp
     grads = [p.grad.data for p in params]
+    whole = _one_flat_array(grads)
+    if whole is not None:  # every gradient is a slice of one flat array (optim.flat): one pass over it
+        grads = [whole]
     norm_type = float(norm_type)
     if norm_type == math.inf:
         total = xp.stack([xp.abs(g).max() for g in grads]).max()
@@ -43,6 +46,14 @@ def clip_grad_norm_(parameters: "Iterable[Tensor] | Tensor", max_norm: float, no
         for g in grads:
             g *= coef.astype(g.dtype)
     return Tensor(total, device=dev, _copy=False)
+
+
+def _one_flat_array(grads: list) -> "object | None":
+    """The flat array the gradients exactly tile (each a view of it, sizes adding up to it), or None."""
+    base = getattr(grads[0], "base", None)
+    if base is None or base.ndim != 1 or not all(getattr(g, "base", None) is base for g in grads):
+        return None
+    return base if sum(int(g.size) for g in grads) == base.size and len({id(g) for g in grads}) == len(grads) else None
 
 
 def clip_grad_value_(parameters: "Iterable[Tensor] | Tensor", clip_value: float) -> None:

@@ -27,8 +27,9 @@ def _state_value_like(value: Any, p: Tensor, name: str) -> Any:
 class Optimizer:
     """Base class: holds param_groups (dicts with "params" and options) and state (per-parameter dicts)."""
 
-    def __init__(self, params: Iterable[Any], defaults: dict) -> None:
+    def __init__(self, params: Iterable[Any], defaults: dict, flat: bool = False) -> None:
         self.defaults = dict(defaults)
+        self._flat = None  # FlatBuffers when flat=True (see optim/flat.py)
         self.param_groups: list[dict] = []
         self.state: dict = {}  # Parameter -> dict of its buffers (keyed by the object: Tensor hashes by identity)
         self._scratch: dict = {}  # (device, dtype) -> a flat work buffer shared by all parameters
@@ -44,6 +45,14 @@ class Optimizer:
             params = [{"params": params}]
         for group in params:
             self.add_param_group(group)
+        if flat:
+            from minigrad.optim.flat import FlatBuffers
+            self._flat = FlatBuffers(self.param_groups)
+
+    @property
+    def flat_grad(self) -> Any:
+        """With flat=True, the one array that holds every parameter's gradient (for an all-reduce); else None."""
+        return None if self._flat is None else self._flat.grad
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
@@ -72,17 +81,21 @@ class Optimizer:
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         if seen & set(ids):
             raise ValueError("some parameters appear in more than one parameter group")
+        if self._flat is not None:
+            raise ValueError("add_param_group: a flat=True optimizer's parameters are fixed when it is made")
         self.param_groups.append(group)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Drop (or zero in place) the .grad of every parameter."""
+        if self._flat is not None and not set_to_none:
+            self._flat.grad[...] = 0  # one pass; grads that are other arrays are zeroed below
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 if set_to_none:
                     p.grad = None
-                else:
+                elif self._flat is None or p.grad.data.base is not self._flat.grad:
                     p.grad.data[...] = 0
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -147,3 +160,7 @@ class Optimizer:
                 if key != "params":
                     group[key] = tuple(value) if isinstance(self.defaults.get(key), tuple) else value
         self.state = state
+        self._after_load()
+
+    def _after_load(self) -> None:
+        """Hook: optimizers with flat state put loaded buffers back into their flat arrays."""

@@ -332,7 +332,7 @@ def test_help_shows_defaults(capsys):
     with pytest.raises(SystemExit):
         train.main(["--help"])
     out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
-    assert "peak learning rate (default: 0.0003)" in out and "--batch-size BATCH_SIZE sequences per step (default: 32)" in out
+    assert "peak learning rate (default: 0.0003)" in out and "--batch-size BATCH_SIZE sequences per micro-batch (default: 32)" in out
 
 
 def test_leftover_temporary_files_are_removed_at_the_next_start(case, capsys):
