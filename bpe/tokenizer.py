@@ -7,7 +7,8 @@ import os
 import stat
 import tempfile
 from heapq import heapify, heappop, heappush
-from itertools import chain, repeat
+from itertools import chain, islice, repeat
+from operator import add, itemgetter
 from typing import Iterable, Union
 
 import regex
@@ -20,8 +21,15 @@ from .pretokenize import (
 AllowedSpecial = Union[str, Iterable[str]]
 
 NO_RANK = 1 << 62
-# Chunks longer than this are merged with a heap (n log n) instead of rescanning all pairs (n^2).
+# Chunks longer than this (in bytes) are merged with a heap (n log n) instead of rescanning all
+# pairs after each merge (n^2).
 LONG_CHUNK = 64
+# Chunks longer than this are merged rank by rank with str.split/join in C (_merge_passes): the
+# heap's Python objects cost ~200 bytes and several microseconds per byte of a huge chunk.
+PASSES_CHUNK = 8192
+# Only chunks shorter than this are cached (as Hugging Face's BPE does): a cache of a few huge
+# chunks would hold their text and ids for nothing.
+CACHE_MAX_CHARS = 256
 # The chunk cache is cleared when it grows past this many entries, bounding memory on huge corpora.
 CACHE_LIMIT = 500_000
 # Text is pre-tokenized in blocks of about this many characters, cut where no split can cross.
@@ -37,9 +45,11 @@ class _ChunkCache(dict):
         self.encode_chunk = encode_chunk
 
     def __missing__(self, chunk: str) -> tuple[int, ...]:
-        if len(self) >= CACHE_LIMIT:
-            self.clear()
-        ids = self[chunk] = self.encode_chunk(chunk)
+        ids = self.encode_chunk(chunk)
+        if len(chunk) < CACHE_MAX_CHARS:
+            if len(self) >= CACHE_LIMIT:
+                self.clear()
+            self[chunk] = ids
         return ids
 
 
@@ -89,6 +99,7 @@ class Tokenizer:
         )
         self._split_cache: dict[frozenset, regex.Pattern] = {}
         self._cache = _ChunkCache(self._encode_chunk)
+        self._pass_tables = None  # built on the first long chunk, see _merge_passes
         self.train_stats = None  # set by bpe.train
 
     @classmethod
@@ -243,9 +254,11 @@ class Tokenizer:
             whole = self._bytes_to_id.get(data)
             if whole is not None:
                 return (whole,)
+        n = len(data)
+        if n > PASSES_CHUNK and self._tables_for_passes():
+            return self._merge_passes(data)
         byte_ids = self._byte_ids
         ids = [byte_ids[b] for b in data]
-        n = len(ids)
         if n > LONG_CHUNK:
             return self._merge_long(ids)
         if n < 2:
@@ -267,6 +280,66 @@ class Tokenizer:
             if i:
                 ranks[i - 1] = ranks_get((ids[i - 1], new), NO_RANK)
         return tuple(ids)
+
+    def _tables_for_passes(self):
+        """The tables _merge_passes needs, or () when the merges are not well ordered.
+
+        Merging rank by rank (every occurrence of the lowest-rank pair, left to right, then the next
+        rank) equals Hugging Face's heap order (lowest rank first, leftmost among equals) when no pair
+        that a merge creates has a lower rank than that merge: every merge that uses a token must
+        rank after every merge that makes it. Trained files always are; a hand-made file might not.
+        """
+        if self._pass_tables is None:
+            made_last: dict[int, int] = {}
+            for rank, t in enumerate(self._merge_result):
+                made_last[t] = rank
+            used_first: dict[int, int] = {}
+            for rank, (a, b) in enumerate(self._merges):
+                used_first.setdefault(a, rank)
+                used_first.setdefault(b, rank)
+            if all(made_last[t] < used_first.get(t, NO_RANK) for t in made_last):
+                byte_chars = "".join(map(chr, self._byte_ids))  # byte b -> chr(its id)
+                rank_of = {chr(a) + chr(b): r for (a, b), r in self._ranks.items()}
+                self._pass_tables = (byte_chars, rank_of, [chr(a) + chr(b) for a, b in self._merges])
+            else:
+                self._pass_tables = ()
+        return self._pass_tables
+
+    def _merge_passes(self, data: bytes) -> tuple[int, ...]:
+        """BPE of a long chunk, one rank at a time, in C: the ids are the characters of a str.
+
+        Each pass replaces every occurrence of one pair left to right with str.split/join, then
+        queues the ranks of the pairs the new token forms with its neighbours. The time is one C
+        pass over the chunk per rank that occurs (the ~25 ranks of 10 MB of one letter take a
+        second) plus a C-level step per merged occurrence; memory is a few copies of the chunk.
+        """
+        byte_chars, rank_of, pair_chars = self._tables_for_passes()
+        results = self._merge_result
+        s = data.decode("latin-1").translate(byte_chars)  # byte b -> chr(its id)
+        last, first = itemgetter(-1), itemgetter(0)
+        queued = {r for p in set(map(add, s, s[1:])) if (r := rank_of.get(p)) is not None}
+        heap = list(queued)
+        heapify(heap)
+        while heap:
+            rank = heappop(heap)
+            pieces = s.split(pair_chars[rank])
+            if len(pieces) == 1:
+                continue
+            new = chr(results[rank])
+            s = new.join(pieces)
+            # the new token's neighbours: the end of the piece before each occurrence, the start of
+            # the piece after it, and itself where two occurrences touch (an empty piece between)
+            k = len(pieces)
+            formed = set(map(add, map(last, filter(None, islice(pieces, k - 1))), repeat(new)))
+            formed.update(map(add, repeat(new), map(first, filter(None, islice(pieces, 1, k)))))
+            if pieces.count("") > (pieces[0] == "") + (pieces[-1] == ""):
+                formed.add(new + new)
+            for pair in formed:
+                r = rank_of.get(pair)
+                if r is not None and r not in queued:
+                    queued.add(r)
+                    heappush(heap, r)
+        return tuple(map(ord, s))
 
     def _merge_long(self, ids: list[int]) -> tuple[int, ...]:
         # A heap of (rank, position) over a linked list: lowest rank first, leftmost among equals.

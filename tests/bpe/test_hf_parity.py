@@ -215,3 +215,19 @@ def test_user_pattern_with_gaps_trains_and_encodes_like_hf(multilingual_file, tm
         assert ids == hf.encode(text).ids == hf_from_ours.encode(text).ids, text
         assert ours.decode(ids) == text
     assert bpe.Tokenizer.load(tmp_path / "gaps.json").encode(GAP_TEXTS[3]) == ours.encode(GAP_TEXTS[3])
+
+
+def test_long_words_and_huge_chunks_match_hf(tmp_path):
+    # words over 64 bytes train through str.split/join and chunks over 8 KB encode rank by rank
+    import random
+    rng = random.Random(11)
+    letters = "".join(rng.choice("etaoinshrdlué") for _ in range(3000))
+    corpus = multilingual_text(200, seed=9) + "".join(
+        line + "\n" for line in ["a" * 3000, "ab" * 700, "=" * 500, "你好" * 400, letters, "x" * 65, "zz" * 40])
+    path = tmp_path / "runs.txt"
+    path.write_text(corpus, encoding="utf-8")
+    hf = hf_train(path, 900, "gpt4")
+    ours = bpe.train([path], vocab_size=900, special_tokens=SPECIALS)
+    assert_same_model(hf, ours)
+    text = "a" * 20_000 + " " + "ab" * 5000 + " " + "你好" * 3000 + " " + letters * 4 + "\n" + corpus
+    assert ours.encode(text) == hf.encode(text).ids

@@ -1,4 +1,6 @@
 """Encoding and decoding: lossless round trips, special tokens, invalid bytes, long chunks."""
+import random
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -62,6 +64,58 @@ def test_long_chunks_use_the_heap_merge_with_identical_results(tok):
         ids = [tok._byte_ids[b] for b in data]
         quadratic = _rescan_merge(tok, ids)
         assert tok._merge_long(list(ids)) == quadratic
+
+
+RUNS_TEXT = TRAIN_TEXT + "x" * 300 + "\n" + "ab" * 150 + "\n" + "é" * 120 + "\n" + "=" * 80 + "\n" + "你好" * 60 + "\n"
+HUGE_CHUNKS = ["x" * 20_000 + "y", "ab" * 6000 + "a", "é" * 9000, "=" * 9001, "你好" * 3000, "abcabcabc" * 1000,
+               "".join(random.Random(3).choice("thequickbrownfoxé") for _ in range(12_000))]
+
+
+@pytest.fixture(scope="module")
+def tok_runs() -> bpe.Tokenizer:
+    return bpe.train([RUNS_TEXT], vocab_size=900)
+
+
+def test_huge_chunks_merged_rank_by_rank_equal_the_heap(tok_runs):
+    assert tok_runs._tables_for_passes()  # a trained tokenizer's merges are well ordered
+    for chunk in HUGE_CHUNKS:
+        data = chunk.encode()
+        passes = tok_runs._merge_passes(data)
+        assert passes == tok_runs._merge_long([tok_runs._byte_ids[b] for b in data])
+        assert tok_runs.encode(chunk) == list(passes) and tok_runs.decode(passes) == chunk
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(["x", "xx", "ab", "a", "b", "é", "=", "你好", "the"]), max_size=80).map("".join))
+def test_rank_by_rank_merging_equals_the_heap_on_any_chunk(tok_runs, text):
+    data = text.encode()
+    assert tok_runs._merge_passes(data) == tok_runs._merge_long([tok_runs._byte_ids[b] for b in data])
+
+
+def test_merges_not_well_ordered_fall_back_to_the_heap():
+    # "abc" is made by merge 1 and again by merge 4, but merge 2 uses it in between
+    b = {c: tokmod.BYTES_IN_HF_ORDER.index(ord(c)) for c in "abcd"}
+    merges = [(b["a"], b["b"]), (256, b["c"]), (257, b["d"]), (b["b"], b["c"]), (b["a"], 259)]
+    tok = bpe.Tokenizer.from_merges(merges, special_tokens=())
+    assert tok._tables_for_passes() == ()
+    chunk = "abcd" * 3000
+    assert tok.encode(chunk) == list(tok._merge_long([tok._byte_ids[x] for x in chunk.encode()]))
+
+
+def test_one_huge_chunk_encodes_in_bounded_memory_and_is_not_cached():
+    # scaled down from 10 MB of one letter: the heap used ~200 bytes per byte (2.1 GB, 58 s for 10 MB)
+    import tracemalloc
+    n = 200_000
+    tok = bpe.train(["a" * n], vocab_size=300)
+    tracemalloc.start()
+    try:
+        ids = tok.encode("a" * n)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert tok.decode(ids) == "a" * n and len(ids) == 1  # the training made the whole run one token
+    assert peak < 25 * n, f"{peak / n:.0f} bytes per byte"
+    assert "a" * n not in tok._cache  # chunks of 256+ characters are not cached (as in HF)
 
 
 def _rescan_merge(tok, ids):

@@ -213,6 +213,20 @@ def test_a_very_long_word_is_merged_in_one_pass_per_merge():
     assert tok.train_stats.tokens == 100_000 // 64 + 1  # 1562 x a^64, then a^32
 
 
+def test_one_huge_word_trains_in_bounded_memory():
+    # scaled down from 10 MB of one letter (590 MB and 12 s before long words were merged in C)
+    import tracemalloc
+    n = 200_000
+    tracemalloc.start()
+    try:
+        tok = bpe.train(["a" * n], vocab_size=300, special_tokens=())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert tok.train_stats.tokens == 1 and tok.id_to_bytes(tok.vocab_size - 1) == b"a" * n
+    assert peak < 25 * n, f"{peak / n:.0f} bytes per byte"
+
+
 def check_against_textbook(words: dict, n_merges: int) -> None:
     merges, _, _ = merge_words(words, n_merges)
     expected = naive_merges(words, n_merges)
