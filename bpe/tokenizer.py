@@ -89,6 +89,9 @@ class Tokenizer:
         n = len(self._merges)
         self._ranks: dict[tuple[int, int], int] = dict(zip(reversed(self._merges), range(n - 1, -1, -1)))
         self.pattern = resolve_pattern(pattern)
+        if add_prefix_space and self.pattern != GPT2_PATTERN:
+            # HF's ByteLevel prefixes the whole text only when it splits with its own (GPT-2) regex
+            raise ValueError("add_prefix_space=True needs the gpt2 pattern (Hugging Face's ByteLevel regex)")
         self._findall = splitter(self.pattern)  # all the text: matches and the gaps between them
         self._findall_ascii = ascii_findall(self.pattern) or self._findall
         self.add_prefix_space = add_prefix_space
@@ -297,7 +300,8 @@ class Tokenizer:
             for rank, (a, b) in enumerate(self._merges):
                 used_first.setdefault(a, rank)
                 used_first.setdefault(b, rank)
-            if all(made_last[t] < used_first.get(t, NO_RANK) for t in made_last):
+            well_ordered = all(made_last[t] < used_first.get(t, NO_RANK) for t in made_last)
+            if well_ordered and len(self._id_to_bytes) <= 0x110000:  # every id must be a chr()
                 byte_chars = "".join(map(chr, self._byte_ids))  # byte b -> chr(its id)
                 rank_of = {chr(a) + chr(b): r for (a, b), r in self._ranks.items()}
                 self._pass_tables = (byte_chars, rank_of, [chr(a) + chr(b) for a, b in self._merges])

@@ -142,7 +142,10 @@ def _read_pre_tokenizer(node: Any) -> tuple[str, bool]:
         regex.compile(pattern)
     except regex.error as exc:
         raise TokenizerFileError(f"Split pattern does not compile with the regex package: {exc}") from None
-    return pattern, bool(byte_level.get("add_prefix_space", False))
+    if byte_level.get("add_prefix_space", False):
+        # HF's ByteLevel then prefixes a space to every piece of the Split, not once to the text
+        raise TokenizerFileError("unsupported pre_tokenizer: Split followed by ByteLevel with add_prefix_space=true")
+    return pattern, False
 
 
 def _from_oniguruma(pattern: str) -> str:

@@ -231,3 +231,19 @@ def test_long_words_and_huge_chunks_match_hf(tmp_path):
     assert_same_model(hf, ours)
     text = "a" * 20_000 + " " + "ab" * 5000 + " " + "你好" * 3000 + " " + letters * 4 + "\n" + corpus
     assert ours.encode(text) == hf.encode(text).ids
+
+
+def test_split_with_a_prefix_space_is_refused_not_encoded_differently(tmp_path):
+    # HF's ByteLevel after a Split prefixes a space to every piece (", " -> "Ġ,Ġ"), not once to the text
+    seq = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(r"\p{L}+"), "isolated"),
+                                   pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=False)])
+    assert [p for p, _ in seq.pre_tokenize_str("Hello, world")] == ["ĠHello", "Ġ,Ġ", "Ġworld"]
+    tok = tokenizers.Tokenizer(models.BPE())
+    tok.pre_tokenizer = seq
+    tok.train_from_iterator(["Hello, world"], trainers.BpeTrainer(
+        vocab_size=300, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.save(str(tmp_path / "prefix-split.json"))
+    with pytest.raises(bpe.TokenizerFileError, match="add_prefix_space"):
+        bpe.Tokenizer.load(tmp_path / "prefix-split.json")
+    with pytest.raises(ValueError, match="gpt2"):
+        bpe.Tokenizer([bytes([b]) for b in range(256)], [], {}, pattern=r"\p{L}+", add_prefix_space=True)

@@ -40,6 +40,9 @@ BAD_TOKENIZER_FILES = {
     "surrogate-special.json": b'{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, '
                               b'"pre_tokenizer": {"type": "ByteLevel"}, '
                               b'"added_tokens": [{"id": 1, "content": "\\ud800"}]}',
+    "split-prefix-space.json": json.dumps({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "pre_tokenizer": {
+        "type": "Sequence", "pretokenizers": [{"type": "Split", "behavior": "Isolated", "pattern": {"Regex": "a"}},
+                                              {"type": "ByteLevel", "use_regex": False, "add_prefix_space": True}]}}).encode(),
     "bad-split.json": json.dumps({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "pre_tokenizer": {
         "type": "Sequence", "pretokenizers": [{"type": "Split", "behavior": "Isolated", "pattern": {"Regex": "("}},
                                               {"type": "ByteLevel", "use_regex": False}]}}).encode(),
