@@ -146,3 +146,15 @@ def test_long_training_shows_a_progress_line_on_a_terminal(corpus, tmp_path, cap
 def test_corpus_folder_is_named(tmp_path, capsys):
     err = one_line_error(capsys, "train", str(tmp_path), "--out", str(tmp_path / "t.json"))
     assert "is a folder" in err
+
+
+def test_user_pattern_keeps_unmatched_text_end_to_end(corpus, tmp_path, capsys):
+    out = tmp_path / "letters.json"
+    code, _, _ = run_cli(capsys, "train", str(corpus), "--vocab-size", "400", "--pattern", r"\p{L}+",
+                         "--out", str(out), "--quiet")
+    assert code == 0
+    text = "Hello, world! 42 naïve ☕\n"
+    code, stdout, _ = run_cli(capsys, "encode", "--tokenizer", str(out), text)
+    assert code == 0
+    code, decoded, _ = run_cli(capsys, "decode", "--tokenizer", str(out), *stdout.split())
+    assert code == 0 and decoded == text  # was "Helloworldnaïve": the text between matches was dropped
