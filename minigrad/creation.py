@@ -1,12 +1,14 @@
 """Tensor constructors and the functional forms of ops that take several tensors."""
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any, Sequence
 
 from minigrad import backend
 from minigrad.ops import elementwise as E
 from minigrad.ops import shape as S
-from minigrad.tensor import Tensor, _shape_arg, _to_array, as_dtype, get_default_dtype
+from minigrad.tensor import Tensor, _shape_arg, _to_array, _wrap_dim, as_dtype, get_default_dtype, int64
 
 
 def _float_dtype(dtype: Any) -> Any:
@@ -74,29 +76,75 @@ def randint(low: int, high: int, size: Sequence[int], device: Any = None) -> Ten
     return Tensor(backend.randint(dev, low, high, tuple(size)), device=dev, _copy=False)
 
 
-def arange(start: float, end: float | None = None, step: float = 1, dtype: Any = None, device: Any = None) -> Tensor:
-    """Evenly spaced values in [start, end); integers give int64 like PyTorch."""
+def arange(start: float, end: float | None = None, step: float = 1, dtype: Any = None, device: Any = None, *,
+           requires_grad: bool = False) -> Tensor:
+    """Evenly spaced values in [start, end); integers give int64 like PyTorch, and an integer dtype with
+    float bounds or step gives torch's values (bounds and step truncated, torch's length)."""
     if end is None:
         start, end = 0, start
+    start, end, step = (v.item() if isinstance(v, Tensor) else v for v in (start, end, step))
     dev = backend.device(device)
+    if step == 0:
+        raise RuntimeError("arange: step must be nonzero")
+    if (step > 0 and end < start) or (step < 0 and end > start):
+        raise RuntimeError(f"arange: upper bound and lower bound inconsistent with step sign "
+                           f"(start {start}, end {end}, step {step})")
+    all_int = all(isinstance(v, numbers.Integral) for v in (start, end, step))
     if dtype is None:
-        is_int = all(isinstance(v, int) for v in (start, end, step))
-        dtype = "int64" if is_int else get_default_dtype()
-    return Tensor(dev.xp.arange(start, end, step, dtype=as_dtype(dtype)), device=dev, _copy=False)
+        dtype = "int64" if all_int else get_default_dtype()
+    dt = as_dtype(dtype)
+    if dt.kind == "b":
+        raise RuntimeError("arange: not implemented for dtype bool (as torch)")
+    if dt.kind in "iu" and not (all_int and dt == int64):
+        arr = _int_arange(dev.xp, start, end, step, dt)
+    else:
+        arr = dev.xp.arange(start, end, step, dtype=dt)
+    return Tensor(arr, device=dev, requires_grad=requires_grad, _copy=False)
+
+
+def _int_arange(xp: Any, start: float, end: float, step: float, dt: Any) -> Any:
+    """torch.arange's integer kernel: values start + i * step with start and step truncated to integers;
+    the length from the truncated bounds for int64, from the float ones for other integer dtypes."""
+    xs, xt = int(start), int(step)
+    if dt == int64:
+        xe = int(end)
+        if xt == 0:
+            raise ValueError(f"arange: step must be nonzero (step {step} truncated to 0 for int64)")
+        num = xe - xs + xt - (1 if xt > 0 else -1)
+        n = abs(num) // abs(xt) * (1 if (num >= 0) == (xt > 0) else -1)  # C's truncating division
+    else:
+        n = math.ceil((end - start) / step)
+    return (xs + xp.arange(max(n, 0), dtype=int64) * xt).astype(dt)
 
 
 def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
-    """Concatenate along an existing dim."""
+    """Concatenate along an existing dim. As torch, 1-D tensors of shape (0,) are skipped (legacy empties)."""
     tensors = list(tensors)
     _check_same(tensors, "cat")
-    return S.Cat.apply(*tensors, axis=dim % tensors[0].ndim)
+    kept = [t for t in tensors if t.shape != (0,)] or tensors[:1]
+    ref = kept[0]
+    for i, t in enumerate(tensors):
+        if t.ndim == 0:
+            raise RuntimeError(f"cat(): zero-dimensional tensor (at position {i}) cannot be concatenated")
+    d = _wrap_dim(dim, ref.ndim)
+    kept_ids = {id(t) for t in kept}
+    for i, t in enumerate(tensors):
+        if id(t) in kept_ids and (t.ndim != ref.ndim or any(a != b for k, (a, b) in enumerate(zip(t.shape, ref.shape))
+                                                   if k != d)):
+            raise RuntimeError(f"cat(): sizes of tensors must match except in dimension {d}: shape {ref.shape} "
+                               f"and shape {t.shape} (tensor number {i} in the list)")
+    return S.Cat.apply(*kept, axis=d)
 
 
 def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Stack along a new dim."""
     tensors = list(tensors)
     _check_same(tensors, "stack")
-    return S.Stack.apply(*tensors, axis=dim % (tensors[0].ndim + 1))
+    for i, t in enumerate(tensors[1:], 1):
+        if t.shape != tensors[0].shape:
+            raise RuntimeError(f"stack expects each tensor to be equal size, but got {list(tensors[0].shape)} at "
+                               f"entry 0 and {list(t.shape)} at entry {i}")
+    return S.Stack.apply(*tensors, axis=_wrap_dim(dim, tensors[0].ndim + 1))
 
 
 def where(condition: Any, x: Any, y: Any) -> Tensor:

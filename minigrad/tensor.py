@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numbers
+import operator
 from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
@@ -16,7 +17,9 @@ int32 = np.dtype("int32")
 bool_ = np.dtype("bool")
 _DTYPES = {"float32": float32, "float64": float64, "float": float32, "double": float64,
            "int64": int64, "long": int64, "int32": int32, "int": int32, "bool": bool_,
-           "float16": np.dtype("float16"), "uint8": np.dtype("uint8"), "uint16": np.dtype("uint16")}
+           "float16": np.dtype("float16"), "half": np.dtype("float16"), "uint8": np.dtype("uint8"),
+           "uint16": np.dtype("uint16"), "int8": np.dtype("int8"), "int16": np.dtype("int16"),
+           "short": np.dtype("int16")}
 _default_dtype = float32
 
 
@@ -221,6 +224,12 @@ class Tensor:
         """Backpropagate from this tensor, accumulating into .grad of leaves that require grad."""
         autograd.backward(self, grad, retain_graph)
 
+    def _as_float(self) -> "Tensor":
+        """self, or for an integer/bool tensor a copy in the default float dtype (float-only ops, as torch)."""
+        if self.data.dtype.kind == "f":
+            return self
+        return Tensor(self.data.astype(_default_dtype), device=self.device, _copy=False)
+
     # ------------------------------------------------------------------ operand handling
     def _operand(self, other: Any, op: str) -> "Tensor":
         """Turn the other side of a binary op into a Tensor on this device with a compatible dtype."""
@@ -368,65 +377,116 @@ class Tensor:
     clamp = clip
 
     # ------------------------------------------------------------------ reductions
-    # reductions take dim= and, as torch does, its numpy spelling axis=
-    def sum(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None) -> "Tensor":
-        return R.Sum.apply(self, axis=_axis(_dim(dim, axis), self.ndim), keepdims=keepdim)
+    # reductions take dim= and, as torch does, its numpy spelling axis=; a 0-d tensor takes dim 0 or -1,
+    # and dim=() means every dim (torch's legacy rule)
+    def sum(self, dim: Any = None, keepdim: bool = False, *, dtype: Any = None, axis: Any = None) -> "Tensor":
+        x = self if dtype is None else self.type(dtype)
+        return R.Sum.apply(x, axis=_axis(_dim(dim, axis), x.ndim), keepdims=keepdim)
 
-    def mean(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None) -> "Tensor":
-        return R.Mean.apply(self, axis=_axis(_dim(dim, axis), self.ndim), keepdims=keepdim)
+    def mean(self, dim: Any = None, keepdim: bool = False, *, dtype: Any = None, axis: Any = None) -> "Tensor":
+        x = self if dtype is None else self.type(dtype)
+        if x.data.dtype.kind != "f":
+            raise RuntimeError(f"mean(): could not infer output dtype. Input dtype must be either a floating point "
+                               f"or complex dtype. Got: {x.dtype} (cast with .float() or pass dtype=)")
+        return R.Mean.apply(x, axis=_axis(_dim(dim, axis), x.ndim), keepdims=keepdim)
 
-    def var(self, dim: Any = None, keepdim: bool = False, correction: int = 1, unbiased: bool | None = None, *,
-            axis: Any = None) -> "Tensor":
+    def var(self, dim: Any = None, unbiased: bool | None = None, keepdim: bool = False, *,
+            correction: float | None = None, axis: Any = None) -> "Tensor":
+        """torch.var: x.var(), x.var(unbiased), x.var(dim, unbiased, keepdim), x.var(dim, correction=, keepdim=)."""
+        return self._var_like(R.Var, "var", dim, unbiased, keepdim, correction, axis)
+
+    def std(self, dim: Any = None, unbiased: bool | None = None, keepdim: bool = False, *,
+            correction: float | None = None, axis: Any = None) -> "Tensor":
+        """torch.std, with var's arguments."""
+        return self._var_like(R.Std, "std", dim, unbiased, keepdim, correction, axis)
+
+    def _var_like(self, fn: Any, name: str, dim: Any, unbiased: Any, keepdim: bool, correction: Any,
+                  axis: Any) -> "Tensor":
+        if isinstance(dim, bool):  # x.var(True): torch's var(unbiased) overload, not dim 1
+            if unbiased is not None:
+                raise TypeError(f"{name}(): a bool first argument is unbiased, and unbiased was given twice")
+            dim, unbiased = None, dim
         if unbiased is not None:
-            correction = int(unbiased)
-        return R.Var.apply(self, axis=_axis(_dim(dim, axis), self.ndim), correction=correction, keepdims=keepdim)
-
-    def std(self, dim: Any = None, keepdim: bool = False, correction: int = 1, *, axis: Any = None) -> "Tensor":
-        return self.var(_dim(dim, axis), keepdim, correction).sqrt()
+            if correction is not None:
+                raise TypeError(f"{name}(): pass unbiased or correction, not both")
+            correction = 1 if unbiased else 0
+        elif correction is None:  # torch: None means the default, 1
+            correction = 1
+        if self.data.dtype.kind != "f":
+            raise RuntimeError(f"std and var only support floating point and complex dtypes (got {self.dtype})")
+        return fn.apply(self, axis=_axis(_dim(dim, axis), self.ndim), correction=correction, keepdims=keepdim)
 
     def logsumexp(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None) -> "Tensor":
         if dim is None and axis is None:
             raise TypeError("logsumexp() missing its dim argument (as torch.logsumexp)")
-        return R.LogSumExp.apply(self, axis=_axis(_dim(dim, axis), self.ndim), keepdims=keepdim)
+        x = self._as_float()
+        return R.LogSumExp.apply(x, axis=_axis(_dim(dim, axis), x.ndim), keepdims=keepdim)
 
     def amax(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None) -> "Tensor":
         """Max over dims; tied maxima share the gradient evenly (torch.amax)."""
-        return R.Max.apply(self, axis=_axis(_dim(dim, axis), self.ndim), keepdims=keepdim)
+        ax = _axis(_dim(dim, axis), self.ndim)
+        _check_nonempty(self, ax, "amax")
+        return R.Max.apply(self, axis=ax, keepdims=keepdim)
 
     def amin(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None) -> "Tensor":
         """Min over dims; tied minima share the gradient evenly (torch.amin)."""
-        return -R.Max.apply(-self, axis=_axis(_dim(dim, axis), self.ndim), keepdims=keepdim)
+        ax = _axis(_dim(dim, axis), self.ndim)
+        _check_nonempty(self, ax, "amin")
+        return -R.Max.apply(-self, axis=ax, keepdims=keepdim)
 
-    def max(self, dim: int | None = None, keepdim: bool = False, *, axis: int | None = None) -> Any:
-        """max() -> the maximum (ties share the gradient); max(dim) -> (values, indices) like PyTorch."""
+    def max(self, dim: Any = None, keepdim: bool = False, *, axis: int | None = None) -> Any:
+        """max() -> the maximum (ties share the gradient); max(dim) -> (values, indices) like PyTorch;
+        max(other_tensor) -> maximum(self, other)."""
+        if isinstance(dim, Tensor):
+            return self.maximum(dim)
         dim = _dim(dim, axis)
         if dim is None:
             return self.amax()
-        return self._pick_along(dim, keepdim, self.data.argmax)
+        return self._pick_along(dim, keepdim, self.data.argmax, "max")
 
-    def min(self, dim: int | None = None, keepdim: bool = False, *, axis: int | None = None) -> Any:
-        """min() -> the minimum (ties share the gradient); min(dim) -> (values, indices) like PyTorch."""
+    def min(self, dim: Any = None, keepdim: bool = False, *, axis: int | None = None) -> Any:
+        """min() -> the minimum (ties share the gradient); min(dim) -> (values, indices) like PyTorch;
+        min(other_tensor) -> minimum(self, other)."""
+        if isinstance(dim, Tensor):
+            return self.minimum(dim)
         dim = _dim(dim, axis)
         if dim is None:
             return self.amin()
-        return self._pick_along(dim, keepdim, self.data.argmin)
+        return self._pick_along(dim, keepdim, self.data.argmin, "min")
 
-    def _pick_along(self, dim: int, keepdim: bool, arg: Any) -> MaxResult:
+    def _pick_along(self, dim: int, keepdim: bool, arg: Any, name: str) -> MaxResult:
         # the gradient flows to the single returned index, as torch.max(x, dim) does
-        dim = dim % max(self.ndim, 1)
-        idx = arg(axis=dim, keepdims=True) if self.ndim else arg()
-        values = self.gather(dim, Tensor(idx, device=self.device, _copy=False)) if self.ndim else self.amax()
+        dim = _wrap_dim(dim, self.ndim)
+        if not self.ndim:
+            return MaxResult(self.amax(), Tensor(arg(), device=self.device, _copy=False))
+        _check_nonempty(self, (dim,), name)
+        idx = arg(axis=dim, keepdims=True)
+        values = self.gather(dim, Tensor(idx, device=self.device, _copy=False))
         idx_t = Tensor(idx, device=self.device, _copy=False)
-        if not keepdim and self.ndim:
+        if not keepdim:
             values, idx_t = values.squeeze(dim), idx_t.squeeze(dim)
         return MaxResult(values, idx_t)
 
     def argmax(self, dim: int | None = None, keepdim: bool = False) -> "Tensor":
-        out = self.data.argmax() if dim is None else self.data.argmax(axis=dim, keepdims=keepdim)
-        return Tensor(out, device=self.device, _copy=False)
+        return self._arg(self.data.argmax, dim, keepdim, "argmax")
 
     def argmin(self, dim: int | None = None, keepdim: bool = False) -> "Tensor":
-        out = self.data.argmin() if dim is None else self.data.argmin(axis=dim, keepdims=keepdim)
+        return self._arg(self.data.argmin, dim, keepdim, "argmin")
+
+    def _arg(self, fn: Any, dim: Any, keepdim: bool, name: str) -> "Tensor":
+        xp = self.device.xp
+        if dim is None:  # the index into the flattened tensor
+            _check_nonempty(self, None, name)
+            out = xp.asarray(fn())
+            if keepdim:
+                out = out.reshape((1,) * self.ndim)
+        else:
+            ax = _wrap_dim(dim, self.ndim)
+            if not self.ndim:
+                out = xp.zeros((), dtype=np.int64)
+            else:
+                _check_nonempty(self, (ax,), name)
+                out = fn(axis=ax, keepdims=keepdim)
         return Tensor(out, device=self.device, _copy=False)
 
     # ------------------------------------------------------------------ shape
@@ -439,33 +499,49 @@ class Tensor:
     view = reshape
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
+        s, e = _wrap_dim(start_dim, self.ndim), _wrap_dim(end_dim, self.ndim)
         if self.ndim == 0:
             return self.reshape(1)
-        s, e = start_dim % self.ndim, end_dim % self.ndim
+        if s > e:
+            raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
         shape = self.shape
-        return self.reshape(shape[:s] + (-1,) + shape[e + 1:])
+        n = 1
+        for k in shape[s:e + 1]:
+            n *= k
+        return self.reshape(shape[:s] + (n,) + shape[e + 1:])
 
-    def squeeze(self, dim: int | None = None) -> "Tensor":
+    def squeeze(self, dim: Any = None) -> "Tensor":
+        """Drop size-1 dims: all of them, one (dim) or several (a tuple of dims; () drops none), as torch."""
         if dim is None:
             return self.reshape(tuple(n for n in self.shape if n != 1))
-        dim = dim % max(self.ndim, 1)
-        if self.ndim == 0 or self.shape[dim] != 1:
+        if isinstance(dim, (tuple, list)):
+            dims = _axis(tuple(dim), self.ndim) if dim else ()
+            dims = () if dims is None else dims
+        else:
+            dims = (_wrap_dim(dim, self.ndim),)
+        if self.ndim == 0:
             return self
-        return self.reshape(self.shape[:dim] + self.shape[dim + 1:])
+        return self.reshape(tuple(n for i, n in enumerate(self.shape) if n != 1 or i not in dims))
 
     def unsqueeze(self, dim: int) -> "Tensor":
-        dim = dim % (self.ndim + 1)
+        dim = _wrap_dim(dim, self.ndim + 1)
         return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
 
     def permute(self, *dims: Any) -> "Tensor":
-        dims = tuple(d % self.ndim for d in _shape_arg(dims))
+        dims = _shape_arg(dims)
+        if len(dims) != self.ndim:
+            raise RuntimeError(f"permute: the number of dims ({len(dims)}) does not match the {self.ndim} dims "
+                               f"of shape {self.shape}")
+        dims = tuple(_wrap_dim(d, self.ndim) for d in dims)
         if sorted(dims) != list(range(self.ndim)):
-            raise ValueError(f"permute: {dims} is not a permutation of the {self.ndim} dims of shape {self.shape}")
+            raise RuntimeError(f"permute: {dims} is not a permutation of the {self.ndim} dims of shape {self.shape}")
         return S.Permute.apply(self, dims=dims)
 
     def transpose(self, dim0: int, dim1: int) -> "Tensor":
+        d0, d1 = _wrap_dim(dim0, self.ndim), _wrap_dim(dim1, self.ndim)
         dims = list(range(self.ndim))
-        dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
+        if self.ndim:
+            dims[d0], dims[d1] = dims[d1], dims[d0]
         return S.Permute.apply(self, dims=tuple(dims))
 
     def expand(self, *shape: Any) -> "Tensor":
@@ -484,10 +560,25 @@ class Tensor:
     def gather(self, dim: int, index: "Tensor") -> "Tensor":
         """out[i][j] = self[i][index[i][j]] along dim (torch.gather / take_along_dim)."""
         idx = index.data if isinstance(index, Tensor) else _to_array(index, self.device, None)
-        return S.Gather.apply(self, index=idx, axis=dim % self.ndim)
+        d = _wrap_dim(dim, self.ndim)
+        if idx.dtype.kind not in "iu":
+            raise TypeError(f"gather(): expected an integer index, got {idx.dtype}")
+        if self.ndim == 0:  # torch: a 0-d input acts as shape (1,); the index is 0-d or 1-D
+            if idx.ndim > 1:
+                raise RuntimeError(f"gather(): index of shape {tuple(idx.shape)} for a 0-d input")
+            return self.reshape(1).gather(0, idx.reshape(-1)).reshape(idx.shape)
+        if idx.size:
+            if idx.ndim != self.ndim:
+                raise RuntimeError(f"gather(): Index tensor must have the same number of dimensions as input tensor "
+                                   f"(index shape {tuple(idx.shape)}, input shape {self.shape})")
+            if any(i > n for k, (i, n) in enumerate(zip(idx.shape, self.shape)) if k != d):
+                raise RuntimeError(f"gather(): Size does not match: expected index {list(idx.shape)} to be no larger "
+                                   f"than self {list(self.shape)} apart from dimension {d}")
+        return S.Gather.apply(self, index=idx, axis=d)
 
     def split(self, split_size: Any, dim: int = 0) -> tuple:
         """Split into pieces of split_size (or of the given sizes) along dim."""
+        dim = _wrap_dim(dim, self.ndim)
         n = self.shape[dim]
         sizes = [split_size] * (n // split_size) + ([n % split_size] if n % split_size else []) \
             if isinstance(split_size, int) else list(split_size)
@@ -502,7 +593,7 @@ class Tensor:
         return tuple(out)
 
     def chunk(self, chunks: int, dim: int = 0) -> tuple:
-        n = self.shape[dim]
+        n = self.shape[_wrap_dim(dim, self.ndim)]
         return self.split(-(-n // chunks), dim)
 
     def __getitem__(self, index: Any) -> "Tensor":
@@ -513,11 +604,12 @@ class Tensor:
         return self
 
     # ------------------------------------------------------------------ nn-ish shortcuts
+    # the same code as nn.functional.softmax / log_softmax (dim handling, dtype=, 0-d and empty inputs)
     def softmax(self, dim: int = -1) -> "Tensor":
-        return F.Softmax.apply(self, axis=dim)
+        return _nn_functional().softmax(self, dim)
 
     def log_softmax(self, dim: int = -1) -> "Tensor":
-        return F.LogSoftmax.apply(self, axis=dim)
+        return _nn_functional().log_softmax(self, dim)
 
     # ------------------------------------------------------------------ in-place ops
     # Each writes into this tensor's memory and bumps its version. On a tensor in the graph the change
@@ -555,6 +647,11 @@ class Tensor:
 
     def div_(self, other: Any) -> "Tensor":
         return _inplace_apply(self, lambda x: x / other, "div_", other)
+
+
+def _nn_functional() -> Any:
+    from minigrad.nn import functional  # a cached module after the first call (it imports this module)
+    return functional
 
 
 def _to_device(t: Tensor, dev: Device) -> Tensor:
@@ -653,12 +750,50 @@ def _dim(dim: Any, axis: Any) -> Any:
     return axis
 
 
+def _wrap_dim(dim: Any, ndim: int) -> int:
+    """torch's dim wrapping: dim in [-n, n) with n = max(ndim, 1) (a 0-d tensor takes 0 and -1) -> 0..n-1."""
+    try:
+        d = operator.index(dim)
+    except TypeError:
+        raise TypeError(f"dim must be an int, got {type(dim).__name__}") from None
+    n = ndim if ndim else 1
+    if not -n <= d < n:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {d})")
+    return d + n if d < 0 else d
+
+
 def _axis(dim: Any, ndim: int) -> Any:
+    """A reduction's dim argument as numpy's axis: None for all dims (dim None or (), or a 0-d tensor),
+    an int, or a tuple of distinct ints. Out-of-range dims raise IndexError, as in torch."""
     if dim is None:
         return None
-    if isinstance(dim, int):
-        return dim % max(ndim, 1) if ndim else None
-    return tuple(d % ndim for d in dim)
+    if type(dim) is int:
+        if -ndim <= dim < ndim:
+            return dim + ndim if dim < 0 else dim
+        _wrap_dim(dim, ndim)  # a 0-d tensor's 0 / -1, or the IndexError
+        return None
+    if isinstance(dim, (tuple, list)):
+        dims = tuple(_wrap_dim(d, ndim) for d in dim)
+        if len(set(dims)) != len(dims):
+            dup = next(d for d in dims if dims.count(d) > 1)
+            raise RuntimeError(f"dim {dup} appears multiple times in the list of dims")
+        return dims if dims and ndim else None
+    d = _wrap_dim(dim, ndim)
+    return d if ndim else None
+
+
+def _check_nonempty(t: "Tensor", axes: Any, name: str) -> None:
+    """max/min/argmax-style reductions have no value over zero elements: torch's errors, not numpy's."""
+    if t.data.size:
+        return
+    if type(axes) is int:
+        axes = (axes,)
+    if axes is None:
+        raise RuntimeError(f"{name}(): Expected reduction dim to be specified for input.numel() == 0. "
+                           "Specify the reduction dim with the 'dim' argument.")
+    for a in axes:
+        if t.shape[a] == 0:
+            raise IndexError(f"{name}(): Expected reduction dim {a} to have non-zero size.")
 
 
 def _shape_arg(shape: tuple) -> tuple:

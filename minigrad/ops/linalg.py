@@ -36,14 +36,22 @@ class MatMul(Function):
         if need_a:
             da = g @ b2.swapaxes(-1, -2)
             if a.ndim == 1:
-                da = da.reshape(-1, a.shape[0]).sum(axis=0)
+                da = da.reshape(_rows(da.shape[:-1]), a.shape[0]).sum(axis=0)
         if need_b and b.ndim == 2 and a.ndim > 2:
             # shared weight: one GEMM over all batch rows instead of a batched product and a sum
-            db = a.reshape(-1, a.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+            db = a.reshape(_rows(a.shape[:-1]), a.shape[-1]).T @ g.reshape(_rows(g.shape[:-1]), g.shape[-1])
         elif need_b:
             db = a2.swapaxes(-1, -2) @ g
             if db.ndim > b2.ndim:  # b was broadcast over batch dims: sum them here, before un-promoting
-                db = db.reshape(-1, *b2.shape).sum(axis=0)
+                db = db.reshape(_rows(db.shape[:db.ndim - b2.ndim]), *b2.shape).sum(axis=0)
             if b.ndim == 1:
                 db = db[..., 0]
         return da, db
+
+
+def _rows(shape: tuple) -> int:
+    """The product of shape (reshape(-1, ...) cannot infer it when another dim is 0)."""
+    n = 1
+    for k in shape:
+        n *= k
+    return n

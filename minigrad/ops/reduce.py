@@ -48,12 +48,15 @@ class Mean(Function):
     @staticmethod
     def forward(ctx: Context, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
         ctx.shape, ctx.axis, ctx.keepdims = x.shape, axis, keepdims
+        if x.size == 0:  # torch: nan (numpy would warn "mean of empty slice")
+            return x.sum(axis=axis, keepdims=keepdims) * math.nan
         return x.mean(axis=axis, keepdims=keepdims)
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> Any:
-        # d mean(x)/dx_i = 1/N
-        g = _expand_back(g, ctx.shape, ctx.axis, ctx.keepdims) * (1.0 / _count(ctx.shape, ctx.axis))
+        # d mean(x)/dx_i = 1/N (N = 0: the input is empty, so is its gradient)
+        n = _count(ctx.shape, ctx.axis)
+        g = _expand_back(g, ctx.shape, ctx.axis, ctx.keepdims) * (1.0 / n if n else math.nan)
         return ctx.xp.broadcast_to(g, ctx.shape)
 
 
@@ -77,21 +80,60 @@ class Max(Function):
         return mask * g
 
 
+def _var_forward(ctx: Context, x: Any, axis: Any, correction: float, keepdims: bool) -> Any:
+    """sum((x - mean)^2) / max(N - correction, 0), as torch.var; saves what _var_backward needs."""
+    n = _count(x.shape, axis)
+    ctx.axis, ctx.keepdims, ctx.n, ctx.correction = axis, keepdims, n, correction
+    if n == 0:  # torch: nan (no mean to centre on)
+        ctx.centered = x
+        return x.sum(axis=axis, keepdims=keepdims) * math.nan
+    centered = x - x.mean(axis=axis, keepdims=True)
+    ctx.centered = centered
+    ss = (centered * centered).sum(axis=axis, keepdims=keepdims)
+    denom = n - correction
+    # no degrees of freedom left: 0/0 = nan, c/0 = inf (torch's values, without numpy's warnings)
+    return ss / denom if denom > 0 else ss * math.inf
+
+
+def _var_backward(ctx: Context, g: Any) -> Any:
+    # d var/dx_i = 2 (x_i - mean) / (N - correction), with torch's choices where N - correction <= 0:
+    # over all elements g * (nan where x_i == mean else inf); over given dims 2 / (N - correction) as it is
+    c, dof = ctx.centered, ctx.n - ctx.correction
+    g = _expand_back(g, c.shape, ctx.axis, ctx.keepdims)
+    if ctx.n == 0:
+        return ctx.xp.zeros(c.shape, dtype=g.dtype)
+    if ctx.axis is None and dof <= 0:
+        return g * ctx.xp.where(c == 0, math.nan, math.inf).astype(g.dtype)
+    return g * c * (2.0 / dof if dof else math.inf)
+
+
 class Var(Function):
+    """torch.var: correction 1 (unbiased) unless told otherwise."""
+
     @staticmethod
-    def forward(ctx: Context, x: Any, axis: Any = None, correction: int = 1, keepdims: bool = False) -> Any:
-        n = _count(x.shape, axis)
-        mean = x.mean(axis=axis, keepdims=True)
-        centered = x - mean
-        ctx.centered, ctx.axis, ctx.keepdims, ctx.denom = centered, axis, keepdims, max(n - correction, 0)
-        return (centered * centered).sum(axis=axis, keepdims=keepdims) / ctx.denom
+    def forward(ctx: Context, x: Any, axis: Any = None, correction: float = 1, keepdims: bool = False) -> Any:
+        return _var_forward(ctx, x, axis, correction, keepdims)
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> Any:
-        # d var/dx_i = 2 (x_i - mean) / (N - correction)
-        c = ctx.centered
-        g = _expand_back(g, c.shape, ctx.axis, ctx.keepdims)
-        return g * c * (2.0 / ctx.denom if ctx.denom else math.nan)  # N - correction = 0: nan, as torch
+        return _var_backward(ctx, g)
+
+
+class Std(Function):
+    """torch.std = sqrt(var); the gradient is 0 where the std is 0 (as torch), not inf * 0."""
+
+    @staticmethod
+    def forward(ctx: Context, x: Any, axis: Any = None, correction: float = 1, keepdims: bool = False) -> Any:
+        ctx.out = ctx.xp.sqrt(_var_forward(ctx, x, axis, correction, keepdims))
+        return ctx.out
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> Any:
+        # d std = d var / (2 std), masked to 0 where std == 0
+        xp, out = ctx.xp, ctx.out
+        zero = out == 0
+        g_var = xp.where(zero, 0, g / (2 * xp.where(zero, 1, out))).astype(g.dtype, copy=False)
+        return _var_backward(ctx, g_var)
 
 
 class LogSumExp(Function):

@@ -67,24 +67,37 @@ class GetItem(Function):
 
 
 class Gather(Function):
-    """take_along_dim: out[..., i, ...] = x[..., index[..., i, ...], ...] along one axis."""
+    """take_along_dim: out[..., i, ...] = x[..., index[..., i, ...], ...] along one axis. As torch, the index
+    may be smaller than x in the other dims (it then reads the leading block of x)."""
 
     @staticmethod
     def forward(ctx: Context, x: Any, index: Any, axis: int) -> Any:
         ctx.shape, ctx.index, ctx.axis = x.shape, index, axis
-        return ctx.xp.take_along_axis(x, index, axis=axis)
+        if index.size == 0:  # torch: an empty index (of any ndim) picks nothing
+            return ctx.xp.zeros(index.shape, dtype=x.dtype)
+        return ctx.xp.take_along_axis(x[_block(index.shape, x.shape, axis)], index, axis=axis)
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> Any:
         # d out/dx: put each gradient back where its value came from
         xp = ctx.xp
         dx = xp.zeros(ctx.shape, dtype=g.dtype)
+        if ctx.index.size == 0:
+            return dx
+        block = dx[_block(ctx.index.shape, ctx.shape, ctx.axis)]  # a view of dx
         if ctx.index.shape[ctx.axis] == 1:
-            xp.put_along_axis(dx, ctx.index, g, axis=ctx.axis)  # one pick per row: no collisions
+            xp.put_along_axis(block, ctx.index, g, axis=ctx.axis)  # one pick per row: no collisions
         else:
             full = tuple(_along(xp, ctx.index, ctx.axis, i) for i in range(ctx.index.ndim))
-            backend.scatter_add(dx, full, g)
+            backend.scatter_add(block, full, g)
         return dx
+
+
+def _block(index_shape: tuple, shape: tuple, axis: int) -> Any:
+    """The leading block of x that an index of index_shape reads (all of x when the shapes agree)."""
+    if all(i == n for k, (i, n) in enumerate(zip(index_shape, shape)) if k != axis):
+        return ...
+    return tuple(slice(None) if k == axis else slice(0, i) for k, i in enumerate(index_shape))
 
 
 def _along(xp: Any, index: Any, axis: int, dim: int) -> Any:

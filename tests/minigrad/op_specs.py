@@ -97,6 +97,8 @@ SPECS: dict[str, list[Case]] = {
     "Var": [Case(lambda lib, x: x.var(), [(3, 4)]), Case(lambda lib, x: x.var(dim=1, keepdim=True), [(3, 4)]),
             Case(lambda lib, x: x.var(dim=0, correction=0), [(5, 2)]),
             Case(lambda lib, x: x.std(dim=1), [(3, 4)])],
+    "Std": [Case(lambda lib, x: x.std(), [(3, 4)]), Case(lambda lib, x: x.std(0, False, True), [(4, 3)]),
+            Case(lambda lib, x: x.std(dim=(0, 2), correction=1.5), [(3, 2, 4)])],
     "LogSumExp": [Case(lambda lib, x: x.logsumexp(dim=1), [(3, 4)]),
                   Case(lambda lib, x: x.logsumexp(dim=(0, 1), keepdim=True), [(2, 3)])],
     # ---------------- movement

@@ -41,23 +41,10 @@ KNOWN_FAILURES: dict[str, str] = {
              "no grad to the bounds; float32 x with an int32 bound gives float64",
     "clamp_min": "x.clip(min=tensor): Clip.backward returns a bool gradient (autograd.py:215)",
     "clamp_max": "x.clip(max=tensor): Clip.backward does True & Tensor (ops/elementwise.py:274)",
-    "max.binary": "x.max(other_tensor) (= torch.maximum) is read as max(dim): dim % ndim on a Tensor (tensor.py:416)",
-    "min.binary": "x.min(other_tensor) (= torch.minimum) is read as min(dim) (tensor.py:416)",
-    "squeeze.multiple": "squeeze(tuple of dims): dim % ndim on a tuple (tensor.py:451)",
-    "logsumexp": "0-d input with dim=(0,): _axis does d % 0 (tensor.py:661)",
-    "transpose": "0-d input transpose(0, 0): list index out of range (tensor.py:468)",
-    "gather": "0-d input: dim % 0 (tensor.py:487); an empty index of another ndim: take_along_axis (ops/shape.py:75)",
     "softmax": "empty dim: max of a zero-size array (ops/fused.py:74); 0-d input: Tensor.softmax(0) fails in "
                "ops/fused.py:75, F.softmax(0) does dim % 0 (nn/functional.py:42)",
     "log_softmax": "empty dim: max of a zero-size array (ops/fused.py:98); 0-d input: F.log_softmax does dim % 0 "
                    "(nn/functional.py:47)",
-    "matmul": "(5,5,0) @ (0,5): backward reshape(-1, *b.shape) of a size-0 array (ops/linalg.py:42)",
-    "__rmatmul__": "same as matmul: size-0 inner dim in backward (ops/linalg.py:42)",
-    "cat": "a legacy empty 1-D tensor (shape (0,)) next to 2-D ones: torch skips it, numpy refuses (ops/shape.py:104)",
-    "var": "correction=None (torch: the default, 1): 'int - None' (ops/reduce.py:86)",
-    "std": "correction=None (torch: the default, 1): 'int - None' (ops/reduce.py:86)",
-    "var.unbiased": "var(x, True/False): torch's positional unbiased bool is taken as dim (wrong shape / value)",
-    "std.unbiased": "std(x, True/False): torch's positional unbiased bool is taken as dim (wrong shape / value)",
     "nn.functional.nll_loss": "1-D input (C,) with a 0-d target, and (N, C, d1, ...) input: gather ndim mismatch "
                               "(ops/shape.py:75 via nn/functional.py nll_loss)",
     "nn.functional.scaled_dot_product_attention": "is_causal with Tq != Tk: minigrad aligns the mask bottom-right "
