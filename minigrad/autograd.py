@@ -11,12 +11,14 @@ the forward saved. ``backward`` walks those records in reverse topological order
 from __future__ import annotations
 
 import functools
+import sys
 import time
 import weakref
 from typing import Any, Callable
 
 _grad_enabled = True
 _profiler = None  # a minigrad.profile while one is active
+_tracer = None  # a minigrad.trace while one is active
 
 
 class Context:
@@ -187,6 +189,8 @@ def backward(root: "Tensor", grad: Any = None, retain_graph: bool = False) -> No
         ctx = node._ctx
         if ctx is None:  # a leaf: accumulate into .grad
             _accumulate_leaf(node, g, id(node) in owned)
+            if _tracer is not None:
+                _tracer.leaf(node, g)
             continue
         if ctx.freed:
             raise RuntimeError(f"backward: trying to backward through {ctx.fn.__name__} a second time; "
@@ -202,6 +206,8 @@ def backward(root: "Tensor", grad: Any = None, retain_graph: bool = False) -> No
         xp = ctx.xp
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
+        if _tracer is not None:
+            _tracer.op(ctx, g, input_grads)
         for inp, ig in zip(ctx.inputs, input_grads):
             if ig is None or not inp.requires_grad:
                 continue
@@ -338,6 +344,49 @@ class profile:
                          f"{100 * secs / total:5.1f}%")
         lines.append(f"{'total':28s} {'':9s} {sum(c for c, _ in self.stats.values()):7d} {total * 1e3:10.2f}")
         return "\n".join(lines)
+
+
+class trace:
+    """Print what backward does, op by op, while active: `with minigrad.trace(): loss.backward()`.
+
+    For each op, in the order backward visits them: its name, the shapes of its inputs, the norm of
+    the gradient arriving from above, and the norm of the local gradient it hands each input (the
+    chain rule at work). Leaves show the gradient added to their .grad.
+    """
+
+    def __init__(self, file: Any = None) -> None:
+        self.file = file
+        self.lines: list[str] = []
+        self._n = 0
+
+    def _emit(self, line: str) -> None:
+        self.lines.append(line)
+        print(line, file=self.file if self.file is not None else sys.stdout)
+
+    @staticmethod
+    def _norm(a: Any) -> str:
+        return f"{float((a.astype('float64') ** 2).sum()) ** 0.5:.4g}"
+
+    def op(self, ctx: Context, g: Any, input_grads: tuple) -> None:
+        self._n += 1
+        shapes = ", ".join(str(tuple(t.shape)) for t in ctx.inputs)
+        self._emit(f"{self._n:3d}. {ctx.fn.__name__}({shapes}) <- grad {tuple(g.shape)} norm {self._norm(g)}")
+        for i, (inp, ig) in enumerate(zip(ctx.inputs, input_grads)):
+            if ig is not None and inp.requires_grad:
+                what = "leaf" if inp._ctx is None else f"from {inp._ctx.fn.__name__}"
+                self._emit(f"       input {i} {tuple(inp.shape)} ({what}): local grad norm {self._norm(ctx.xp.asarray(ig))}")
+
+    def leaf(self, leaf: "Tensor", g: Any) -> None:
+        self._emit(f"       leaf {tuple(leaf.shape)}: .grad += grad of norm {self._norm(g)}")
+
+    def __enter__(self) -> "trace":
+        global _tracer
+        self._prev, _tracer = _tracer, self
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        global _tracer
+        _tracer = self._prev
 
 
 def is_grad_enabled() -> bool:
