@@ -47,7 +47,8 @@ class Block(nn.Module):
             if "k" in cache:
                 k, v = mg.cat([cache["k"], k], dim=2), mg.cat([cache["v"], v], dim=2)
             cache["k"], cache["v"] = k, v
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(b, t, c)
+            # the new queries are the last t of the cached positions: the causal mask aligns at the bottom right
+            y = F.cached_causal_attention(q, k, v).transpose(1, 2).reshape(b, t, c)
         return a.out_proj(y)
 
     def _cached_attention(self, qkv: mg.Tensor, cache: dict) -> mg.Tensor:
@@ -65,7 +66,7 @@ class Block(nn.Module):
         kv[:, :, :, n:n + t] = heads[1:]
         cache["len"] = n = n + t
         q, k, v = (mg.Tensor(z, device=dev, _copy=False) for z in (heads[0], kv[0, :, :, :n], kv[1, :, :, :n]))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True).data  # (B, H, T, D)
+        y = F.cached_causal_attention(q, k, v).data  # (B, H, T, D); query i sees keys up to n - t + i
         return mg.Tensor(y.transpose(0, 2, 1, 3).reshape(b, t, c3 // 3), device=dev, _copy=False)
 
     def forward(self, x: mg.Tensor, cache: dict | None = None) -> mg.Tensor:

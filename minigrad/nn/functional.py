@@ -1,11 +1,13 @@
 """Functional forms of the nn ops, with PyTorch's names and argument order."""
 from __future__ import annotations
 
+import warnings
 from typing import Any, Sequence
 
+from minigrad.autograd import is_grad_enabled
 from minigrad.ops import attention as A
 from minigrad.ops import fused as F
-from minigrad.tensor import Tensor, _to_array
+from minigrad.tensor import Tensor, _to_array, as_dtype
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -37,14 +39,41 @@ def gelu(x: Tensor, approximate: str = "none") -> Tensor:
     return F.Gelu.apply(x, approximate=approximate)
 
 
-def softmax(x: Tensor, dim: int = -1) -> Tensor:
-    """Softmax along dim (max-subtracted)."""
-    return F.Softmax.apply(x, axis=dim % x.ndim)
+def _softmax_dim(op: str, x: Tensor, dim: Any) -> int:
+    """torch's dim rule: None picks the legacy implicit dim (0 for 0-d, 1-d and 3-d inputs, else 1, with
+    torch's deprecation warning); an int must be in [-ndim, ndim) (a 0-d input takes 0 or -1)."""
+    if dim is None:
+        warnings.warn(f"Implicit dimension choice for {op} has been deprecated. Change the call to include dim=X "
+                      f"as an argument.", UserWarning, stacklevel=3)
+        return 0 if x.ndim in (0, 1, 3) else 1
+    if not isinstance(dim, int) or isinstance(dim, bool):
+        raise TypeError(f"{op}: dim must be an int, got {type(dim).__name__}")
+    n = max(x.ndim, 1)
+    if not -n <= dim < n:
+        raise IndexError(f"{op}: dim out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})")
+    return dim % n
 
 
-def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
-    """log(softmax(x)) along dim, computed as x - logsumexp(x)."""
-    return F.LogSoftmax.apply(x, axis=dim % x.ndim)
+def _cast_for(op: str, x: Tensor, dtype: Any) -> Tensor:
+    """x cast to dtype before the op (torch's dtype= argument); float dtypes only."""
+    if dtype is None:
+        return x
+    dt = as_dtype(dtype)
+    if dt.kind != "f":
+        raise TypeError(f"{op}: dtype must be a floating point dtype, got {dt}")
+    return x.to(dt)
+
+
+def softmax(x: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> Tensor:
+    """Softmax along dim (max-subtracted); dtype casts the input first, as torch."""
+    x = _cast_for("softmax", x, dtype)
+    return F.Softmax.apply(x, axis=_softmax_dim("softmax", x, dim))
+
+
+def log_softmax(x: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> Tensor:
+    """log(softmax(x)) along dim, computed as x - logsumexp(x); dtype casts the input first, as torch."""
+    x = _cast_for("log_softmax", x, dtype)
+    return F.LogSoftmax.apply(x, axis=_softmax_dim("log_softmax", x, dim))
 
 
 def embedding(ids: Any, weight: Tensor) -> Tensor:
@@ -58,39 +87,117 @@ def embedding(ids: Any, weight: Tensor) -> Tensor:
     return F.Embedding.apply(weight, ids=idx)
 
 
-def cross_entropy(logits: Tensor, target: Any, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
-    """Softmax cross-entropy of (N, C) logits (or (N, C, d...) as PyTorch) against integer targets."""
+def _reduction(op: str, size_average: Any, reduce: Any, reduction: str) -> str:
+    """reduction, or torch's legacy size_average/reduce pair turned into one."""
+    if size_average is not None or reduce is not None:
+        size_average = True if size_average is None else size_average
+        reduce = True if reduce is None else reduce
+        reduction = ("mean" if size_average else "sum") if reduce else "none"
     if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-    t = target.data if isinstance(target, Tensor) else _to_array(target, logits.device, None)
+        raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    return reduction
+
+
+def _class_weight(op: str, weight: Any, x: Tensor) -> Any:
+    """A (C,) class-weight array in x's dtype (None stays None). Index-target losses take no gradient for it
+    (torch raises the same)."""
+    if weight is None:
+        return None
+    if isinstance(weight, Tensor):
+        if weight.requires_grad and is_grad_enabled():
+            raise RuntimeError(f"{op}: not differentiable with respect to argument 'weight' (torch refuses it too); "
+                               f"pass weight.detach()")
+        weight = weight.data
+    w = _to_array(weight, x.device, None)
+    c = x.shape[0 if x.ndim == 1 else 1]
+    if w.shape != (c,):
+        raise ValueError(f"{op}: weight of shape {tuple(w.shape)} does not match {c} classes (input of shape "
+                         f"{tuple(x.shape)})")
+    return w.astype(x.dtype, copy=False)
+
+
+def _index_targets(op: str, x: Tensor, t: Any) -> Any:
+    """Check integer targets against an (N, C, d...) or (C,) input: shape (N, d...) or ()."""
+    if x.ndim == 0:
+        raise ValueError(f"{op}: input must have a class dimension, got a 0-d input")
     if t.dtype.kind not in "iu":
-        raise TypeError(f"cross_entropy: targets must be integer class ids, got {t.dtype}")
-    if logits.ndim == 1:
-        logits, t = logits.reshape(1, -1), t.reshape(1)
-        out = F.CrossEntropy.apply(logits, targets=t, ignore_index=ignore_index, reduction=reduction)
-        return out.reshape(()) if reduction == "none" else out
-    if logits.ndim > 2:  # (N, C, d1, ...) -> (N*d1*..., C)
-        extra = logits.shape[2:]
-        moved = logits.permute(0, *range(2, logits.ndim), 1).reshape(-1, logits.shape[1])
-        out = F.CrossEntropy.apply(moved, targets=t.reshape(-1), ignore_index=ignore_index, reduction=reduction)
-        return out.reshape(logits.shape[0], *extra) if reduction == "none" else out
-    if t.shape != (logits.shape[0],):
-        raise ValueError(f"cross_entropy: logits of shape {logits.shape} need targets of shape "
-                         f"({logits.shape[0]},), got {tuple(t.shape)}")
-    return F.CrossEntropy.apply(logits, targets=t, ignore_index=ignore_index, reduction=reduction)
+        raise TypeError(f"{op}: targets must be integer class ids, got {t.dtype}")
+    want = () if x.ndim == 1 else (x.shape[0], *x.shape[2:])
+    if tuple(t.shape) != want:
+        raise ValueError(f"{op}: input of shape {tuple(x.shape)} needs targets of shape {want}, got {tuple(t.shape)}")
+    return t
 
 
-def nll_loss(log_probs: Tensor, target: Any, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
-    """Negative log-likelihood of (N, C) log-probabilities."""
-    t = target.data if isinstance(target, Tensor) else _to_array(target, log_probs.device, None)
-    valid = t != ignore_index
-    picked = -log_probs.gather(1, Tensor((t * valid).reshape(-1, 1), device=log_probs.device, _copy=False))
-    picked = picked.reshape(-1) * Tensor(valid.astype(log_probs.dtype), device=log_probs.device, _copy=False)
+def cross_entropy(input: Tensor, target: Any, weight: Any = None, size_average: Any = None, ignore_index: int = -100,
+                  reduce: Any = None, reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
+    """Softmax cross-entropy, as torch.nn.functional.cross_entropy.
+
+    input: (N, C), (C,) or (N, C, d1, ...) logits. target: integer class ids of shape (N,), () or (N, d1, ...)
+    (ignore_index skips one id), or class probabilities of the input's shape (a float target). weight: (C,)
+    class weights; label_smoothing eps mixes the target with the uniform distribution: torch's formula,
+    loss = (1 - eps) * nll + eps / C * sum_c w_c (-log p_c), normalised for 'mean' by the summed weights of the
+    kept targets (by the number of positions for probability targets).
+
+    (N, C) logits with integer targets, no weight and no smoothing take the fused CrossEntropy (the training
+    loss: one pass, no log-probabilities stored); everything else is log_softmax followed by the general NLLLoss
+    (integer targets) or by -sum_c w_c q_c log p_c over whole arrays (probability targets).
+    """
+    reduction = _reduction("cross_entropy", size_average, reduce, reduction)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    x = input
+    if x.ndim == 0:
+        raise ValueError("cross_entropy: input must have a class dimension, got a 0-d input")
+    t = target.data if isinstance(target, Tensor) else _to_array(target, x.device, None)
+    ax = 0 if x.ndim == 1 else 1
+    if t.dtype.kind == "f":  # class probabilities
+        if tuple(t.shape) != tuple(x.shape):
+            raise ValueError(f"cross_entropy: probability targets must have the input's shape {tuple(x.shape)}, "
+                             f"got {tuple(t.shape)}")
+        return _soft_cross_entropy(x, target, weight, reduction, label_smoothing, ax)
+    t = _index_targets("cross_entropy", x, t)
+    if x.ndim == 2 and weight is None and label_smoothing == 0.0:
+        return F.CrossEntropy.apply(x, targets=t, ignore_index=ignore_index, reduction=reduction)
+    w = _class_weight("cross_entropy", weight, x)
+    return F.NLLLoss.apply(F.LogSoftmax.apply(x, axis=ax), targets=t, weight=w, ignore_index=ignore_index,
+                           reduction=reduction, label_smoothing=float(label_smoothing), op="cross_entropy")
+
+
+def _soft_cross_entropy(x: Tensor, target: Any, weight: Any, reduction: str, eps: float, ax: int) -> Tensor:
+    """Cross-entropy against class probabilities q (torch's formula, whole arrays):
+    loss_r = -sum_c w_c q'_rc log_softmax(x)_rc,  q' = (1 - eps) q + eps / C;  'mean' divides by the number of
+    positions r (numel / C). Built from differentiable ops, so q and w get gradients when they require them:
+    dL/dx_r = G_r (p_r sum_c w_c q'_rc - w q'_r),  dL/dq_rc = -G_r (1 - eps) w_c log p_rc."""
+    c = x.shape[ax]
+    q = target if isinstance(target, Tensor) else Tensor(_to_array(target, x.device, None), device=x.device, _copy=False)
+    if eps > 0.0:
+        q = q * (1.0 - eps) + eps / c
+    prod = F.LogSoftmax.apply(x, axis=ax) * q
+    if weight is not None:
+        w = weight if isinstance(weight, Tensor) else Tensor(_to_array(weight, x.device, None), device=x.device,
+                                                             _copy=False)
+        if tuple(w.shape) != (c,):
+            raise ValueError(f"cross_entropy: weight of shape {tuple(w.shape)} does not match {c} classes")
+        prod = prod * w.reshape(c, *([1] * (x.ndim - 1 - ax)))
+    loss = -prod.sum(ax)
     if reduction == "none":
-        return picked
+        return loss
     if reduction == "sum":
-        return picked.sum()
-    return picked.sum() / float(valid.sum())
+        return loss.sum()
+    positions = x.numel() // c if c else 0
+    return loss.sum() * (1.0 / positions if positions else float("nan"))
+
+
+def nll_loss(input: Tensor, target: Any, weight: Any = None, size_average: Any = None, ignore_index: int = -100,
+             reduce: Any = None, reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood of log-probabilities, as torch.nn.functional.nll_loss: input (N, C), (C,) or
+    (N, C, d1, ...), integer target (N,), () or (N, d1, ...); weight (C,) class weights ('mean' divides by the
+    summed weights of the kept targets), ignore_index skips one id."""
+    reduction = _reduction("nll_loss", size_average, reduce, reduction)
+    t = target.data if isinstance(target, Tensor) else _to_array(target, input.device, None)
+    t = _index_targets("nll_loss", input, t)
+    w = _class_weight("nll_loss", weight, input)
+    return F.NLLLoss.apply(input, targets=t, weight=w, ignore_index=ignore_index, reduction=reduction)
 
 
 def mse_loss(x: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
@@ -127,21 +234,74 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     return F.Dropout.apply(x, p=p)
 
 
-def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Any = None, dropout_p: float = 0.0,
-                                 is_causal: bool = False, scale: float | None = None) -> Tensor:
+def _attention_inputs(op: str, q: Tensor, k: Tensor, v: Tensor, enable_gqa: bool) -> tuple:
+    """Check shapes; with enable_gqa, repeat each key/value head for its group of query heads (torch's
+    k.repeat_interleave(Hq // Hkv, dim=-3))."""
+    if q.ndim < 2 or k.ndim < 2 or v.ndim < 2:
+        raise ValueError(f"{op}: q, k and v need at least 2 dims (..., T, D), got {q.shape}, {k.shape}, {v.shape}")
+    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"{op}: incompatible shapes q {q.shape}, k {k.shape}, v {v.shape}")
+    if enable_gqa and q.ndim >= 3 and k.ndim >= 3 and q.shape[-3] != k.shape[-3]:
+        hq, hk, hv = q.shape[-3], k.shape[-3], v.shape[-3]
+        if hk != hv or hq % hk:
+            raise ValueError(f"{op}: enable_gqa needs the query heads ({hq}) to be a multiple of the key/value "
+                             f"heads ({hk}, {hv})")
+        r = hq // hk
+        k, v = (x.unsqueeze(-3).expand(*x.shape[:-2], r, *x.shape[-2:]).reshape(*x.shape[:-3], hq, *x.shape[-2:])
+                for x in (k, v))
+    return k, v
+
+
+def _attention_mask(op: str, attn_mask: Any, q: Tensor) -> tuple:
+    """(mask Tensor input, mask array attribute): a float mask that requires grad is an input of the op, so it
+    gets dL/dmask = dL/dscores (summed over broadcast dims by the engine); anything else is a constant."""
+    if attn_mask is None:
+        return None, None
+    if isinstance(attn_mask, Tensor):
+        if attn_mask.requires_grad and is_grad_enabled() and attn_mask.dtype.kind == "f":
+            return attn_mask, None
+        return None, attn_mask.data
+    m = _to_array(attn_mask, q.device, None)
+    if m.dtype != bool and m.dtype.kind != "f":
+        raise TypeError(f"{op}: attn_mask must be bool or float, got {m.dtype}")
+    return None, m
+
+
+def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Any = None,
+                                 dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None,
+                                 enable_gqa: bool = False) -> Tensor:
     """softmax(q k^T * scale + mask) v on (..., T, D) inputs, as torch's F.scaled_dot_product_attention.
 
-    attn_mask: bool (True = may attend) or float (added to the scores). One difference from torch:
-    with is_causal and fewer queries than keys, the last query lines up with the last key (query i
-    sees keys up to i + Tk - Tq), which is what a key/value cache needs; torch aligns at the top left.
+    attn_mask: bool (True = may attend) or float (added to the scores; it gets a gradient when it requires
+    one), broadcast over the leading dims. is_causal: query i sees keys 0..i (aligned at the top left, as torch,
+    also when Tq != Tk); a key/value cache, whose queries are the sequence's last positions, takes
+    cached_causal_attention instead. dropout_p drops attention weights (always, as torch: pass 0.0 in eval).
+    scale defaults to 1/sqrt(D). enable_gqa: Hq query heads share each of Hkv = Hq / g key/value heads.
     """
-    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"scaled_dot_product_attention: incompatible shapes q {q.shape}, k {k.shape}, v {v.shape}")
-    mask = None
-    if attn_mask is not None:
-        mask = attn_mask.data if isinstance(attn_mask, Tensor) else _to_array(attn_mask, q.device, None)
-    return A.ScaledDotProductAttention.apply(q, k, v, is_causal=is_causal, attn_mask=mask, dropout_p=dropout_p,
+    op = "scaled_dot_product_attention"
+    if is_causal and attn_mask is not None:
+        raise ValueError(f"{op}: pass either attn_mask or is_causal=True, not both (as torch)")
+    if not 0.0 <= dropout_p <= 1.0:
+        raise ValueError(f"{op}: dropout_p must be in [0, 1], got {dropout_p}")
+    key, value = _attention_inputs(op, query, key, value, enable_gqa)
+    grad_mask, mask = _attention_mask(op, attn_mask, query)
+    inputs = (query, key, value) if grad_mask is None else (query, key, value, grad_mask)
+    return A.ScaledDotProductAttention.apply(*inputs, is_causal=is_causal, attn_mask=mask, dropout_p=dropout_p,
                                              scale=scale)
+
+
+def cached_causal_attention(query: Tensor, key: Tensor, value: Tensor, dropout_p: float = 0.0,
+                            scale: float | None = None) -> Tensor:
+    """Causal attention for a key/value cache: the Tq queries are the last Tq of the Tk >= Tq positions whose
+    keys and values are given, so query i (position Tk - Tq + i) sees keys 0..Tk - Tq + i (the causal mask
+    aligned at the bottom right). With Tq == Tk it is scaled_dot_product_attention(is_causal=True)."""
+    op = "cached_causal_attention"
+    key, value = _attention_inputs(op, query, key, value, False)
+    tq, tk = query.shape[-2], key.shape[-2]
+    if tq > tk:
+        raise ValueError(f"{op}: {tq} queries but only {tk} keys: the queries must be the last of the keys' positions")
+    return A.ScaledDotProductAttention.apply(query, key, value, is_causal=True, dropout_p=dropout_p, scale=scale,
+                                             causal_offset=tk - tq)
 
 
 def packed_self_attention(qkv: Tensor, n_heads: int, is_causal: bool = True, dropout_p: float = 0.0) -> Tensor:

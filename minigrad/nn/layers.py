@@ -400,8 +400,8 @@ class MultiheadAttention(Module):
         if is_causal and key_padding_mask is None:
             return None, True  # torch drops attn_mask here: is_causal says it is the causal mask
         mask = None
-        if is_causal:
-            mask = xp.arange(s)[None, :] <= xp.arange(t)[:, None] + (s - t)  # the causal mask, as a bool mask
+        if is_causal:  # the causal mask as a bool mask, aligned at the top left as SDPA's is_causal (and torch)
+            mask = xp.arange(s)[None, :] <= xp.arange(t)[:, None]
         elif attn_mask is not None:
             m = _as_array_on(attn_mask, dev)
             if m.ndim == 3:  # (B*H, T, S), batch-major as in torch
@@ -425,8 +425,8 @@ class MultiheadAttention(Module):
         xp = q.device.xp
         t, s = q.shape[-2], k.shape[-2]
         scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim))
-        if causal:
-            mask = xp.arange(s)[None, :] <= xp.arange(t)[:, None] + (s - t)
+        if causal:  # top left, as scaled_dot_product_attention(is_causal=True)
+            mask = xp.arange(s)[None, :] <= xp.arange(t)[:, None]
         if mask is not None:
             if mask.dtype == bool:
                 scores = where(Tensor(mask, device=q.device, _copy=False), scores, -math.inf)

@@ -21,12 +21,16 @@ from minigrad.ops.parallel import for_row_blocks
 _causal_bias_cache: dict = {}
 
 
-def causal_bias(xp: Any, tq: int, tk: int, dtype: Any) -> Any:
-    """A cached (Tq, Tk) additive mask: 0 where key <= query (aligned at the end), -inf above."""
-    key = (xp.__name__, tq, tk, str(dtype))
+def causal_bias(xp: Any, tq: int, tk: int, dtype: Any, offset: int = 0) -> Any:
+    """A cached (Tq, Tk) additive mask: 0 where key j <= query i + offset, -inf above.
+
+    offset 0 is torch's is_causal (aligned at the top left: query i sees keys 0..i); offset Tk - Tq aligns the
+    last query with the last key (a key/value cache: the queries are the sequence's last Tq positions).
+    """
+    key = (xp.__name__, tq, tk, str(dtype), offset)
     bias = _causal_bias_cache.get(key)
     if bias is None:
-        rows = xp.arange(tq)[:, None] + (tk - tq)
+        rows = xp.arange(tq)[:, None] + offset
         bias = xp.where(xp.arange(tk)[None, :] > rows, -xp.inf, 0.0).astype(dtype)
         _causal_bias_cache[key] = bias
     return bias
@@ -55,15 +59,15 @@ def _broadcast(*shapes: tuple) -> tuple:
     return tuple(max(dims) for dims in zip(*padded))
 
 
-def _tiles(tq: int, tk: int, causal: bool) -> list:
+def _tiles(tq: int, tk: int, causal: bool, offset: int = 0) -> list:
     """(first query, end query, end key) per tile of query rows.
 
-    Causal (aligned at the end): query i sees keys <= i + tk - tq, so the tile [q0, q1) needs keys
-    [0, q1 + tk - tq) only; the keys after it are never multiplied, exponentiated or stored.
+    Causal: query i sees keys <= i + offset (see causal_bias), so the tile [q0, q1) needs keys
+    [0, q1 + offset) only; the keys after it are never multiplied, exponentiated or stored.
     """
     if not causal:
         return [(0, tq, tk)]
-    return [(q0, min(q0 + TILE, tq), max(1, min(tk, min(q0 + TILE, tq) + tk - tq))) for q0 in range(0, tq, TILE)]
+    return [(q0, min(q0 + TILE, tq), max(1, min(tk, min(q0 + TILE, tq) + offset))) for q0 in range(0, tq, TILE)]
 
 
 def _rows(arr: Any, a: Any, b: Any) -> Any:
@@ -89,10 +93,11 @@ def _run(ctx: Context, fn: Any) -> None:
 
 
 def attention_forward(ctx: Context, q: Any, k: Any, v: Any, is_causal: bool, attn_mask: Any, dropout_p: float,
-                      scale: float | None, out: Any = None) -> Any:
+                      scale: float | None, out: Any = None, causal_offset: int = 0) -> Any:
     """softmax(scale * q k^T + mask) v on (..., T, D); saves q, k, v, P and the output on ctx.
 
-    out: an optional array (or strided view) of the output's shape to write into.
+    is_causal: query i sees keys j <= i + causal_offset (0: torch's top-left alignment; Tk - Tq: a key/value
+    cache's bottom-right one). out: an optional array (or strided view) of the output's shape to write into.
     """
     xp = ctx.xp
     scale = q.shape[-1] ** -0.5 if scale is None else scale
@@ -101,17 +106,17 @@ def attention_forward(ctx: Context, q: Any, k: Any, v: Any, is_causal: bool, att
     # blocks of batch entries when q, k, v share their leading dims and the mask adds none
     ctx.blocked = len(lead_qkv) >= 1 and lead == lead_qkv == k.shape[:-2] == v.shape[:-2]
     tq, tk = q.shape[-2], k.shape[-2]
-    ctx.tiles = _tiles(tq, tk, is_causal and attn_mask is None)
+    ctx.tiles = _tiles(tq, tk, is_causal and attn_mask is None, causal_offset)
     p = xp.empty((*lead, tq, tk), dtype=q.dtype)  # only the tiles' key ranges are ever written or read
     if out is None:
         out = xp.empty((*lead, tq, v.shape[-1]), dtype=q.dtype)
-    bias = causal_bias(xp, tq, tk, q.dtype) if is_causal else None
+    bias = causal_bias(xp, tq, tk, q.dtype, causal_offset) if is_causal else None
     mask = attn_mask
     masked = bias is not None or mask is not None
     keep = None
     if dropout_p > 0.0:  # drawn in one call, outside the blocks: the same random stream however they run
         keep = backend.rand(ctx.device, p.shape, p.dtype) >= dropout_p
-        ctx.keep_scale = 1.0 / (1.0 - dropout_p)
+        ctx.keep_scale = 1.0 / (1.0 - dropout_p) if dropout_p < 1.0 else 0.0  # p = 1: every weight dropped
 
     def block(a: Any, b: Any) -> None:
         qs = _rows(q, a, b) * scale  # scaling q costs T*D, scaling S would cost T*T
@@ -146,12 +151,15 @@ def attention_forward(ctx: Context, q: Any, k: Any, v: Any, is_causal: bool, att
     return out
 
 
-def attention_backward(ctx: Context, g: Any, need_q: bool, need_k: bool, need_v: bool,
+def attention_backward(ctx: Context, g: Any, need_q: bool, need_k: bool, need_v: bool, need_mask: bool = False,
                        dq: Any = None, dk: Any = None, dv: Any = None) -> tuple:
-    """Gradients of attention_forward for q, k, v (None where not needed), written into dq, dk, dv when given."""
+    """Gradients (dq, dk, dv, dmask) of attention_forward (None where not needed), dq, dk, dv written into the
+    arrays given. dmask (a float attn_mask that requires grad) has the broadcast shape (..., Tq, Tk)."""
     # out = P' v with P' = P (or P * keep / (1 - p) with dropout):   dv = P'^T g,   dP' = g v^T
     # softmax:     dS = P * (dP - D),  D_i = rowsum(P' * dP')_i = g_i . out_i  (a (T, D) product, not (T, T))
-    # S = s q k^T: dq = s dS k,  dk = s dS^T q
+    # S = s q k^T + mask: dq = s dS k,  dk = s dS^T q,  dmask = dS
+    # (s is folded into g and D, so ds below holds s dS; with a mask to differentiate, ds holds dS first,
+    # is copied into dmask, and is then scaled: one more pass over the tile, only then)
     xp = ctx.xp
     q, k, v, p, out, keep, scale = ctx.q, ctx.k, ctx.v, ctx.p, ctx.out, ctx.keep, ctx.scale
     lead, tk = p.shape[:-2], p.shape[-1]
@@ -162,15 +170,20 @@ def attention_backward(ctx: Context, g: Any, need_q: bool, need_k: bool, need_v:
         dk = xp.empty((*lead, k.shape[-2], k.shape[-1]) if not ctx.blocked else k.shape, dtype=g.dtype)
     if need_v and dv is None:
         dv = xp.empty((*lead, v.shape[-2], v.shape[-1]) if not ctx.blocked else v.shape, dtype=g.dtype)
+    dmask = None
+    if need_mask:  # keys a causal tile skips keep a zero gradient
+        dmask = (xp.zeros if len(ctx.tiles) > 1 else xp.empty)(p.shape, dtype=g.dtype)
+    fold = 1.0 if need_mask else scale  # the scale folded into g and D
     tiles = sorted(ctx.tiles, key=lambda t: -t[2])  # widest first: it writes dk, dv; the others add
 
     def block(a: Any, b: Any) -> None:
         pb, gb = _rows(p, a, b), _rows(g, a, b)
         qb, kb, vb = _rows(q, a, b), _rows(k, a, b), _rows(v, a, b)
-        dqb, dkb, dvb = _rows(dq, a, b), _rows(dk, a, b), _rows(dv, a, b)
+        dqb, dkb, dvb, dmb = _rows(dq, a, b), _rows(dk, a, b), _rows(dv, a, b), _rows(dmask, a, b)
         d = xp.einsum("...td,...td->...t", gb, _rows(out, a, b))[..., None]
-        d *= scale
-        gs = gb * scale
+        if fold != 1.0:
+            d *= fold
+        gs = gb * fold if fold != 1.0 else gb
         for i, (q0, q1, k1) in enumerate(tiles):
             first = i == 0
             if first and k1 < tk:  # nothing covers the later keys: their gradients are 0
@@ -187,27 +200,42 @@ def attention_backward(ctx: Context, g: Any, need_q: bool, need_k: bool, need_v:
                 ds *= keep_t
                 ds *= ctx.keep_scale
             ds -= d[..., q0:q1, :]
-            ds *= pt  # ds now holds s dS
+            ds *= pt  # ds now holds s dS (dS when the mask needs its gradient)
+            if dmb is not None:
+                dmb[..., q0:q1, :k1] = ds
+                ds *= scale
             if need_q:
                 _matmul_into(ctx, ds, kb[..., :k1, :], dqb[..., q0:q1, :])
             if need_k:
                 _matmul_into(ctx, ds.swapaxes(-1, -2), qb[..., q0:q1, :], dkb[..., :k1, :], add=not first)
 
     _run(ctx, block)
-    return dq, dk, dv
+    if dmask is not None and dmask.dtype != ctx.mask_dtype:
+        dmask = dmask.astype(ctx.mask_dtype)
+    return dq, dk, dv, dmask
 
 
 class ScaledDotProductAttention(Function):
-    """Attention on separate q, k, v of shape (..., T, D)."""
+    """Attention on separate q, k, v of shape (..., T, D).
+
+    A float mask that needs a gradient comes as a fourth input (mask); any other mask as the attn_mask
+    attribute (bool: True = may attend; float: added to the scores). is_causal masks keys after
+    query i + causal_offset (0: torch's top-left alignment).
+    """
 
     @staticmethod
-    def forward(ctx: Context, q: Any, k: Any, v: Any, is_causal: bool = False, attn_mask: Any = None,
-                dropout_p: float = 0.0, scale: float | None = None) -> Any:
-        return attention_forward(ctx, q, k, v, is_causal, attn_mask, dropout_p, scale)
+    def forward(ctx: Context, q: Any, k: Any, v: Any, mask: Any = None, is_causal: bool = False,
+                attn_mask: Any = None, dropout_p: float = 0.0, scale: float | None = None,
+                causal_offset: int = 0) -> Any:
+        if mask is not None:
+            attn_mask = mask
+            ctx.mask_dtype = mask.dtype
+        return attention_forward(ctx, q, k, v, is_causal, attn_mask, dropout_p, scale, causal_offset=causal_offset)
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> tuple:
-        return attention_backward(ctx, g, *ctx.needs_input_grad)
+        grads = attention_backward(ctx, g, *ctx.needs_input_grad)
+        return grads[:len(ctx.needs_input_grad)]
 
 
 class PackedSelfAttention(Function):

@@ -10,6 +10,7 @@ the cores. The math is the same on every block, and on CuPy the whole array is o
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -69,6 +70,12 @@ class Embedding(Function):
         return dweight
 
 
+def _quiet(xp: Any) -> Any:
+    """Silence 0/0 and x/0 warnings where torch silently gives nan/inf (numpy's errstate; a no-op elsewhere)."""
+    errstate = getattr(xp, "errstate", None)
+    return errstate(divide="ignore", invalid="ignore") if errstate is not None else contextlib.nullcontext()
+
+
 def _softmax_into(xp: Any, x: Any, axis: int) -> Any:
     """Numerically stable softmax in 3 passes over a fresh buffer: y = exp(x - max) / sum."""
     y = x - x.max(axis=axis, keepdims=True)
@@ -77,33 +84,65 @@ def _softmax_into(xp: Any, x: Any, axis: int) -> Any:
     return y
 
 
+def _check_axis(op: str, axis: int, ndim: int) -> int:
+    """axis as a non-negative int; a 0-d input takes 0 or -1 (as torch). IndexError like torch's otherwise."""
+    lo, hi = -max(ndim, 1), max(ndim, 1) - 1
+    if not isinstance(axis, int) or isinstance(axis, bool) or not lo <= axis <= hi:
+        raise IndexError(f"{op}: dim out of range (expected to be in range of [{lo}, {hi}], but got {axis!r})")
+    return axis % max(ndim, 1)
+
+
 class Softmax(Function):
+    """y = exp(x - max) / sum over one axis. A 0-d input is treated as one element (y = 1), and an empty
+    input gives an empty output (numpy's max has no identity on a zero-size axis)."""
+
     @staticmethod
     def forward(ctx: Context, x: Any, axis: int = -1) -> Any:
-        ctx.axis = axis
-        ctx.y = _softmax_into(ctx.xp, x, axis)
+        axis = _check_axis("softmax", axis, x.ndim)
+        ctx.axis, ctx.shape = axis, x.shape
+        if x.size == 0:
+            ctx.y = x.copy()
+        elif x.ndim == 0:
+            ctx.y = _softmax_into(ctx.xp, x.reshape(1), 0)
+            return ctx.y.reshape(())
+        else:
+            ctx.y = _softmax_into(ctx.xp, x, axis)
         return ctx.y
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> Any:
         # dx = y * (g - sum(g * y))
         y = ctx.y
-        return y * (g - (g * y).sum(axis=ctx.axis, keepdims=True))
+        if g.ndim == 0:
+            g = g.reshape(1)
+        dx = y * (g - (g * y).sum(axis=ctx.axis, keepdims=True))
+        return dx.reshape(ctx.shape) if dx.shape != ctx.shape else dx
 
 
 class LogSoftmax(Function):
+    """y = x - logsumexp(x) over one axis (0-d and empty inputs as Softmax)."""
+
     @staticmethod
     def forward(ctx: Context, x: Any, axis: int = -1) -> Any:
         xp = ctx.xp
-        y = x - x.max(axis=axis, keepdims=True)
-        y -= xp.log(xp.exp(y).sum(axis=axis, keepdims=True))
+        axis = _check_axis("log_softmax", axis, x.ndim)
+        ctx.shape = x.shape
+        if x.size == 0:
+            y = x.copy()
+        else:
+            x1 = x.reshape(1) if x.ndim == 0 else x
+            y = x1 - x1.max(axis=axis, keepdims=True)
+            y -= xp.log(xp.exp(y).sum(axis=axis, keepdims=True))
         ctx.axis, ctx.y = axis, y
-        return y
+        return y.reshape(()) if x.ndim == 0 else y
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> Any:
         # y = x - logsumexp(x):  dx = g - softmax(x) * sum(g) = g - exp(y) * sum(g)
-        return g - ctx.xp.exp(ctx.y) * g.sum(axis=ctx.axis, keepdims=True)
+        if g.ndim == 0:
+            g = g.reshape(1)
+        dx = g - ctx.xp.exp(ctx.y) * g.sum(axis=ctx.axis, keepdims=True)
+        return dx.reshape(ctx.shape) if dx.shape != ctx.shape else dx
 
 
 class CrossEntropy(Function):
@@ -147,7 +186,8 @@ class CrossEntropy(Function):
         if reduction == "sum":
             return loss.sum()
         ctx.count = valid.sum().astype(logits.dtype)
-        return loss.sum() / ctx.count  # nan when every target is ignored, as PyTorch
+        with _quiet(xp):
+            return loss.sum() / ctx.count  # nan when every target is ignored, as PyTorch
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> tuple:
@@ -168,6 +208,86 @@ class CrossEntropy(Function):
         for_row_blocks(ctx.device, n, c * e.itemsize, block)
         out.reshape(-1)[xp.arange(n) * c + ctx.t] -= w  # flat indices: unique, so safe on cupy too
         return out, None
+
+
+def class_targets(xp: Any, op: str, targets: Any, n_classes: int, ignore_index: int) -> tuple:
+    """(valid, safe): valid = targets != ignore_index, safe = targets with ignored ids replaced by 0.
+    IndexError naming the first bad ids when a kept target is outside [0, n_classes)."""
+    valid = targets != ignore_index
+    safe = xp.where(valid, targets, 0)
+    bad = (safe < 0) | (safe >= n_classes)
+    if bool(bad.any()):
+        ids = backend.to_numpy(targets[bad])[:5].tolist()
+        raise IndexError(f"{op}: target ids {ids} out of range for {n_classes} classes (ignore_index={ignore_index})")
+    return valid, safe
+
+
+class NLLLoss(Function):
+    """Weighted negative log-likelihood with label smoothing: the general loss path behind F.nll_loss and
+    F.cross_entropy (whatever the fused CrossEntropy does not take: weights, smoothing, (C,) and (N, C, d...)).
+
+    y: log-probabilities with the classes on axis 1 of (N, C, d1, ...), or axis 0 of (C,). targets: integer class
+    ids of y's shape without that axis. weight: (C,) or None (all ones). Per position r (over N, d1, ...), with
+    v_r = [t_r != ignore_index], w = weight, eps = label_smoothing and C classes:
+
+        loss_r = -v_r * ((1 - eps) * w[t_r] * y[r, t_r]  +  eps / C * sum_c w[c] * y[r, c])
+
+    'mean' divides the sum by D = sum_r v_r w[t_r] (torch's normaliser, for the smoothing term too: nan when every
+    target is ignored or weighs 0), 'sum' sums, 'none' keeps loss_r (the targets' shape). Backward, with
+    G_r = dL/dloss_r (g, or g / D for 'mean') and 0 exactly at ignored positions (torch never writes them):
+
+        dy[r, c] = -G_r * ((1 - eps) * w[t_r] * [c == t_r]  +  eps / C * w[c])
+
+    a scatter of one value per position, plus one broadcast multiply when eps > 0.
+    """
+
+    @staticmethod
+    def forward(ctx: Context, y: Any, targets: Any, weight: Any = None, ignore_index: int = -100,
+                reduction: str = "mean", label_smoothing: float = 0.0, op: str = "nll_loss") -> Any:
+        xp = ctx.xp
+        ax = 0 if y.ndim == 1 else 1
+        c = y.shape[ax]
+        valid, safe = class_targets(xp, op, targets, c, ignore_index)
+        idx = xp.expand_dims(safe, ax)
+        picked = xp.take_along_axis(y, idx, axis=ax).squeeze(ax)  # y[r, t_r]
+        wt = valid.astype(y.dtype) if weight is None else xp.where(valid, weight[safe], 0).astype(y.dtype)
+        nll = -wt * picked
+        smooth = None
+        wb = None if weight is None else weight.reshape((c,) + (1,) * (y.ndim - 1 - ax))  # broadcast over y
+        if label_smoothing > 0.0:
+            total = y.sum(axis=ax) if wb is None else (y * wb).sum(axis=ax)
+            smooth = -xp.where(valid, total, 0)
+        ctx.idx, ctx.valid, ctx.wt, ctx.wb, ctx.ax = idx, valid, wt, wb, ax
+        ctx.y_shape, ctx.eps, ctx.reduction = y.shape, label_smoothing, reduction
+        if reduction == "mean":  # each term over D apart, as torch: 0 / 0 = nan when nothing counts
+            ctx.denom = wt.sum()
+            with _quiet(xp):
+                loss = (1.0 - label_smoothing) * (nll.sum() / ctx.denom)
+                return loss if smooth is None else loss + (label_smoothing / c) * (smooth.sum() / ctx.denom)
+        loss = nll if smooth is None else (1.0 - label_smoothing) * nll + (label_smoothing / c) * smooth
+        return loss if reduction == "none" else loss.sum()
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> Any:
+        with _quiet(ctx.xp):  # D = 0 gives inf/nan gradients, as torch
+            return NLLLoss._grad(ctx, g)
+
+    @staticmethod
+    def _grad(ctx: Context, g: Any) -> Any:
+        xp, ax, eps = ctx.xp, ctx.ax, ctx.eps
+        if ctx.reduction == "mean":
+            g = g / ctx.denom
+        G = xp.where(ctx.valid, g, 0).astype(g.dtype)  # (targets' shape); g is 0-d unless reduction='none'
+        dy = xp.zeros(ctx.y_shape, dtype=g.dtype)
+        if eps > 0.0:  # the smoothing term: -G_r * eps / C * w[c] on every class
+            spread = xp.expand_dims(G * (-eps / ctx.y_shape[ax]), ax)
+            dy += spread if ctx.wb is None else spread * ctx.wb
+        # the target term, one entry per position (wt already holds w[t_r], 0 where ignored)
+        pick = xp.expand_dims(G * ctx.wt * -(1.0 - eps), ax)
+        if eps > 0.0:
+            pick = pick + xp.take_along_axis(dy, ctx.idx, axis=ax)
+        xp.put_along_axis(dy, ctx.idx, pick.astype(g.dtype, copy=False), axis=ax)
+        return dy
 
 
 class LayerNorm(Function):

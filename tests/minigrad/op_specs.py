@@ -41,6 +41,7 @@ IDX = np.array([[0, 2], [1, 1], [3, 0]])
 IDS = np.array([[1, 4, 4], [0, 2, 1]])
 TARGETS = np.array([1, 0, 3, 3, 2])
 TARGETS_IGN = np.array([1, -100, 3, 0, -100])
+CLASS_W = np.array([0.5, 2.0, 1.0, 3.0])
 BIG_IDS = np.random.default_rng(1).integers(0, 50, (4, 10))  # repeats: the scatter-add accumulates
 BIG_TARGETS = np.where(np.arange(32) % 7 == 0, -100, np.random.default_rng(2).integers(0, 50, 32))
 
@@ -150,6 +151,15 @@ SPECS: dict[str, list[Case]] = {
                           note="(N, C, d) layout"),
                      Case(lambda lib, x: lib.F.cross_entropy(x, lib.tensor(BIG_TARGETS)), [(32, 50)],
                           note="projection check")],
+    "NLLLoss": [Case(lambda lib, x: lib.F.nll_loss(x, lib.tensor(TARGETS_IGN), weight=lib.tensor(CLASS_W)), [(5, 4)],
+                     note="class weights + ignore_index, mean over the kept weights"),
+                Case(lambda lib, x: lib.F.nll_loss(x, lib.tensor(TARGETS[:4].reshape(2, 2)), reduction="none"),
+                     [(2, 4, 2)], note="(N, C, d) layout"),
+                Case(lambda lib, x: lib.F.nll_loss(x, lib.tensor(TARGETS[2])), [(4,)], note="(C,) input, 0-d target"),
+                Case(lambda lib, x: lib.F.cross_entropy(x, lib.tensor(TARGETS_IGN), weight=lib.tensor(CLASS_W),
+                                                        label_smoothing=0.2), [(5, 4)], note="label smoothing"),
+                Case(lambda lib, x: lib.F.cross_entropy(x, lib.tensor(TARGETS[:4].reshape(2, 2)), label_smoothing=0.1,
+                                                        reduction="sum"), [(2, 4, 2)], note="projection check")],
     "LayerNorm": [Case(lambda lib, x, w, b: lib.F.layer_norm(x, (6,), w, b), [(4, 6), (6,), (6,)]),
                   Case(lambda lib, x: lib.F.layer_norm(x, (6,)), [(2, 3, 6)], note="no affine: sum is constant"),
                   Case(lambda lib, x, w, b: lib.F.layer_norm(x, (2, 3), w, b), [(2, 2, 3), (2, 3), (2, 3)]),
@@ -163,6 +173,10 @@ SPECS: dict[str, list[Case]] = {
         Case(lambda lib, q, k, v: lib.F.scaled_dot_product_attention(q, k, v), [(2, 4, 3), (2, 5, 3), (2, 5, 2)]),
         Case(lambda lib, q, k, v: lib.F.scaled_dot_product_attention(
             q, k, v, attn_mask=lib.tensor(np.tril(np.ones((3, 3), dtype=bool)))), [(1, 3, 2)] * 3, note="bool mask"),
+        Case(lambda lib, q, k, v, m: lib.F.scaled_dot_product_attention(q, k, v, attn_mask=m),
+             [(2, 2, 3, 4), (2, 2, 5, 4), (2, 2, 5, 4), (2, 1, 3, 5)], note="float mask with a gradient, broadcast"),
+        Case(lambda lib, q, k, v: lib.F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.3),
+             [(1, 2, 2, 3), (1, 2, 5, 3), (1, 2, 5, 3)], note="causal top left with Tq < Tk, scale="),
         Case(lambda lib, q, k, v: lib.F.scaled_dot_product_attention(q, k, v, is_causal=True), [(2, 2, 7, 4)] * 3,
              note="projection check"),
         Case(lambda lib, q, k, v: lib.sdpa_dropout_seeded(q, k, v, 0.25), [(1, 2, 3, 2)] * 3,

@@ -150,13 +150,14 @@ def test_gelu_blocks_equal_the_plain_formula(threads, approximate, retain):
     np.testing.assert_allclose(dx, g * dref, rtol=1e-11, atol=1e-13)
 
 
-def plain_attention(q, k, v, causal, mask=None):
-    """softmax(q k^T / sqrt(d) + mask) v in float64 NumPy, causal aligned at the end; and its vjp."""
+def plain_attention(q, k, v, causal, mask=None, cached=False):
+    """softmax(q k^T / sqrt(d) + mask) v in float64 NumPy, causal aligned at the top left (as torch), or at the
+    end (cached: a key/value cache's queries are the last positions); and its vjp."""
     s = q @ k.swapaxes(-1, -2) / math.sqrt(q.shape[-1])
     tq, tk = s.shape[-2:]
     allowed = np.ones((tq, tk), bool)
     if causal:
-        allowed = np.arange(tk)[None, :] <= np.arange(tq)[:, None] + (tk - tq)
+        allowed = np.arange(tk)[None, :] <= np.arange(tq)[:, None] + (tk - tq if cached else 0)
     if mask is not None:
         allowed = allowed & mask
     s = np.where(allowed, s, -np.inf)
@@ -165,15 +166,21 @@ def plain_attention(q, k, v, causal, mask=None):
     return p, p @ v
 
 
-@pytest.mark.parametrize("tq,tk", [(150, 150), (64, 64), (3, 150), (130, 200)])
-@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("tq,tk", [(150, 150), (64, 64), (3, 150), (130, 200), (200, 130)])
+@pytest.mark.parametrize("causal", [True, False, "cached"])
 def test_attention_tiles_and_blocks_equal_the_plain_formula(threads, tq, tk, causal):
+    if causal == "cached" and tq > tk:
+        pytest.skip("a cache holds at least the queries' positions")
     rng = np.random.default_rng(4)
     b, h, d = 5, 3, 16
     q, k, v = rng.standard_normal((b, h, tq, d)), rng.standard_normal((b, h, tk, d)), rng.standard_normal((b, h, tk, d))
     g = rng.standard_normal((b, h, tq, d))
-    out, (dq, dk, dv) = run(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=causal), [q, k, v], g)
-    p, ref = plain_attention(q, k, v, causal)
+    if causal == "cached":
+        fn = F.cached_causal_attention
+    else:
+        fn = lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=causal)  # noqa: E731
+    out, (dq, dk, dv) = run(fn, [q, k, v], g)
+    p, ref = plain_attention(q, k, v, bool(causal), cached=causal == "cached")
     np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-12)
     # dv = P^T g, dS = P (g v^T - rowsum(P g v^T)), dq = dS k / sqrt(d), dk = dS^T q / sqrt(d)
     dp = g @ v.swapaxes(-1, -2)
@@ -185,7 +192,10 @@ def test_attention_tiles_and_blocks_equal_the_plain_formula(threads, tq, tk, cau
 
 def test_causal_tiles_skip_only_keys_after_the_diagonal():
     assert attention._tiles(150, 150, True) == [(0, 64, 64), (64, 128, 128), (128, 150, 150)]
-    assert attention._tiles(1, 40, True) == [(0, 1, 40)]  # a cached decoding step sees every key
+    assert attention._tiles(1, 40, True, offset=39) == [(0, 1, 40)]  # a cached decoding step sees every key
+    assert attention._tiles(1, 40, True) == [(0, 1, 1)]  # top left (torch's is_causal): query 0 sees key 0
+    assert attention._tiles(130, 200, True) == [(0, 64, 64), (64, 128, 128), (128, 130, 130)]
+    assert attention._tiles(130, 200, True, offset=70) == [(0, 64, 134), (64, 128, 198), (128, 130, 200)]
     assert attention._tiles(150, 150, False) == [(0, 150, 150)]
 
 

@@ -151,11 +151,15 @@ def test_attention_equals_composed_causal():
     assert_same(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True), composed, a, b)
 
 
-def test_attention_causal_mask_aligns_at_the_end_for_cached_queries():
+def test_cached_causal_attention_aligns_at_the_end_for_cached_queries():
     q, k, v = leaves((1, 1, 2, 4), (1, 1, 5, 4), (1, 1, 5, 4))
     full_q = mg.tensor(np.concatenate([np.zeros((1, 1, 3, 4)), q.numpy()], axis=2), dtype="float64")
     last = F.scaled_dot_product_attention(full_q, k, v, is_causal=True).numpy()[:, :, 3:]
-    np.testing.assert_allclose(F.scaled_dot_product_attention(q, k, v, is_causal=True).numpy(), last, rtol=1e-12)
+    np.testing.assert_allclose(F.cached_causal_attention(q, k, v).numpy(), last, rtol=1e-12)
+    # is_causal itself aligns at the top left (as torch): query i sees keys 0..i
+    first = F.scaled_dot_product_attention(q, k[:, :, :2], v[:, :, :2], is_causal=True)
+    np.testing.assert_allclose(F.scaled_dot_product_attention(q, k, v, is_causal=True).numpy(), first.numpy(),
+                               rtol=1e-12)
 
 
 def test_dropout_is_reproducible_scaled_and_off_in_eval():

@@ -41,14 +41,6 @@ KNOWN_FAILURES: dict[str, str] = {
              "no grad to the bounds; float32 x with an int32 bound gives float64",
     "clamp_min": "x.clip(min=tensor): Clip.backward returns a bool gradient (autograd.py:215)",
     "clamp_max": "x.clip(max=tensor): Clip.backward does True & Tensor (ops/elementwise.py:274)",
-    "softmax": "empty dim: max of a zero-size array (ops/fused.py:74); 0-d input: Tensor.softmax(0) fails in "
-               "ops/fused.py:75, F.softmax(0) does dim % 0 (nn/functional.py:42)",
-    "log_softmax": "empty dim: max of a zero-size array (ops/fused.py:98); 0-d input: F.log_softmax does dim % 0 "
-                   "(nn/functional.py:47)",
-    "nn.functional.nll_loss": "1-D input (C,) with a 0-d target, and (N, C, d1, ...) input: gather ndim mismatch "
-                              "(ops/shape.py:75 via nn/functional.py nll_loss)",
-    "nn.functional.scaled_dot_product_attention": "is_causal with Tq != Tk: minigrad aligns the mask bottom-right "
-                                                  "(documented), torch top-left; a float attn_mask gets no gradient",
 }
 
 

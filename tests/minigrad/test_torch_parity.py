@@ -113,13 +113,21 @@ def test_pow_base_gradient_at_zero_base_and_zero_exponent_is_zero_like_torch():
     assert_both_equal([outs] + grads)
 
 
-def test_causal_attention_with_fewer_queries_than_keys_aligns_at_the_end():
-    # a documented difference: torch aligns is_causal at the top left (query i sees keys 0..i); minigrad aligns
-    # the last query with the last key, which is what a key/value cache needs during generation.
+def test_causal_attention_with_fewer_queries_than_keys_aligns_at_the_top_left_like_torch():
+    rng = np.random.default_rng(0)
+    q, k, v = rng.standard_normal((1, 2, 4)), rng.standard_normal((1, 5, 4)), rng.standard_normal((1, 5, 4))
+    outs, grads = both(lambda q, k, v: mg.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True),
+                       lambda q, k, v: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True),
+                       q, k, v)
+    assert_both_equal([outs] + grads)
+
+
+def test_cached_causal_attention_aligns_the_last_query_with_the_last_key():
+    # a key/value cache: the 2 queries are positions 3 and 4 of 5, so query i sees keys 0..3 + i
     rng = np.random.default_rng(0)
     q, k, v = rng.standard_normal((1, 2, 4)), rng.standard_normal((1, 5, 4)), rng.standard_normal((1, 5, 4))
     bottom_right = torch.ones(2, 5, dtype=torch.bool).tril(diagonal=5 - 2)
-    outs, grads = both(lambda q, k, v: mg.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True),
+    outs, grads = both(lambda q, k, v: mg.nn.functional.cached_causal_attention(q, k, v),
                        lambda q, k, v: torch.nn.functional.scaled_dot_product_attention(q, k, v,
                                                                                         attn_mask=bottom_right),
                        q, k, v)
