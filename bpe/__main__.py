@@ -81,6 +81,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
     except ValueError as exc:
         raise UsageError(f"--pattern: {exc}") from None
     _check_out(args.out)
+    if any(args.out.resolve() == path.resolve() for path in args.corpus):
+        raise UsageError(f"--out {args.out}: is also a corpus file; writing the tokenizer there would replace it")
     started = time.perf_counter()
     show = not args.quiet and sys.stderr.isatty()
     total_mb = sum(path.stat().st_size for path in args.corpus) / 1e6

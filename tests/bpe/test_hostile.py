@@ -79,6 +79,8 @@ CASES = {
                            "does not exist"),
     "out under a file": (["train", "{W}/corpus.txt", "--out", "{W}/corpus.txt/t.json"], "{W}/corpus.txt/t.json",
                          "is not a folder"),
+    "out is the corpus": (["train", "{W}/corpus.txt", "--out", "{W}/../{W_NAME}/corpus.txt"],
+                          "{W}/../{W_NAME}/corpus.txt", "is also a corpus file"),
     "vocab size not a number": (["train", "{W}/corpus.txt", "--vocab-size", "many", "--out", "{W}/existing.json"],
                                 "--vocab-size", "many"),
     "vocab size too small": (["train", "{W}/corpus.txt", "--vocab-size", "-5", "--out", "{W}/existing.json"],
@@ -110,7 +112,9 @@ CASES.update({f"tokenizer {name}": (["decode", "--tokenizer", f"{{W}}/bad/{name}
 
 
 def expand(item, work):
-    return [a.replace("{W}", str(work)) for a in item] if isinstance(item, list) else item.replace("{W}", str(work))
+    if isinstance(item, list):
+        return [expand(a, work) for a in item]
+    return item.replace("{W_NAME}", work.name).replace("{W}", str(work))
 
 
 @pytest.mark.parametrize("case", CASES)
