@@ -160,8 +160,8 @@ def _read_added_tokens(items: Any) -> dict[str, int]:
         raise TokenizerFileError("added_tokens must be a list")
     specials: dict[str, int] = {}
     for n, item in enumerate(items):
-        if not isinstance(item, dict) or not isinstance(item.get("content"), str) or not isinstance(item.get("id"), int) \
-                or isinstance(item["id"], bool) or item["id"] < 0:
+        content, token_id = (item.get("content"), item.get("id")) if isinstance(item, dict) else (None, None)
+        if not isinstance(content, str) or not isinstance(token_id, int) or isinstance(token_id, bool) or token_id < 0:
             raise TokenizerFileError(f"added_tokens[{n}] needs an integer 'id' >= 0 and a string 'content'")
         if item["content"] in specials:
             raise TokenizerFileError(f"added token {item['content']!r} appears twice")

@@ -183,7 +183,7 @@ def merge_words(
     n_merges: int,
     min_frequency: int = 0,
     progress: Callable[[int, int], None] | None = None,
-) -> tuple[list[tuple[int, int]], list[list[int]], list[int]]:
+) -> tuple[list[tuple[int, int]], list, list[int]]:
     """Learn up to n_merges merges from word counts (ids: bytes 0..255 in HF order, then 256, 257, ...).
 
     Returns the merges (left, right) in rank order and the merged words with their counts. A word
@@ -330,7 +330,7 @@ def _merge_str_word(
     if not k:
         return w  # stale index entry: the pair left this word through an earlier merge
     new_hi, b_hi = new << PAIR_SHIFT, b << PAIR_SHIFT
-    touching = pieces.count("") - (pieces[0] == "") - (pieces[-1] == "")  # empty pieces between two occurrences
+    touching = pieces.count("") - (pieces[0] == "") - (pieces[-1] == "")  # empties between occurrences
     lefts = Counter(map(itemgetter(-1), filter(None, islice(pieces, k))))
     rights = Counter(map(itemgetter(0), filter(None, islice(pieces, 1, None))))
     deltas: list[tuple[int, int, int]] = []  # (pair losing, pair gaining, occurrences)

@@ -41,8 +41,9 @@ BAD_TOKENIZER_FILES = {
                               b'"pre_tokenizer": {"type": "ByteLevel"}, '
                               b'"added_tokens": [{"id": 1, "content": "\\ud800"}]}',
     "split-prefix-space.json": json.dumps({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "pre_tokenizer": {
-        "type": "Sequence", "pretokenizers": [{"type": "Split", "behavior": "Isolated", "pattern": {"Regex": "a"}},
-                                              {"type": "ByteLevel", "use_regex": False, "add_prefix_space": True}]}}).encode(),
+        "type": "Sequence", "pretokenizers": [
+            {"type": "Split", "behavior": "Isolated", "pattern": {"Regex": "a"}},
+            {"type": "ByteLevel", "use_regex": False, "add_prefix_space": True}]}}).encode(),
     "bad-split.json": json.dumps({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "pre_tokenizer": {
         "type": "Sequence", "pretokenizers": [{"type": "Split", "behavior": "Isolated", "pattern": {"Regex": "("}},
                                               {"type": "ByteLevel", "use_regex": False}]}}).encode(),
@@ -142,7 +143,8 @@ def test_load_of_hf_wordpiece_unigram_and_wordlevel_files(tmp_path):
     tokenizers = pytest.importorskip("tokenizers")
     from tokenizers import models, pre_tokenizers, trainers
     for name, model, trainer in [
-        ("wordpiece", models.WordPiece(unk_token="[UNK]"), trainers.WordPieceTrainer(vocab_size=60, special_tokens=["[UNK]"])),
+        ("wordpiece", models.WordPiece(unk_token="[UNK]"),
+         trainers.WordPieceTrainer(vocab_size=60, special_tokens=["[UNK]"])),
         ("unigram", models.Unigram(), trainers.UnigramTrainer(vocab_size=30)),
         ("wordlevel", models.WordLevel(unk_token="[UNK]"), trainers.WordLevelTrainer(special_tokens=["[UNK]"])),
     ]:
@@ -159,7 +161,8 @@ def test_unwritable_out_folder_is_refused_before_training(work, tmp_path, capsys
     locked = tmp_path / "locked"
     locked.mkdir()
     real_access = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if str(p) == str(locked) else real_access(p, mode, **kw))
+    monkeypatch.setattr(os, "access",
+                        lambda p, mode, **kw: False if str(p) == str(locked) else real_access(p, mode, **kw))
     code = main(["train", str(work / "corpus.txt"), "--out", str(locked / "t.json")])
     err = capsys.readouterr().err
     assert code == 2 and err == f"bpe: error: --out {locked / 't.json'}: folder {locked} is not writable\n"
