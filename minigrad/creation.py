@@ -8,7 +8,8 @@ from typing import Any, Sequence
 from minigrad import backend
 from minigrad.ops import elementwise as E
 from minigrad.ops import shape as S
-from minigrad.tensor import Tensor, _shape_arg, _to_array, _wrap_dim, as_dtype, get_default_dtype, int64
+from minigrad.tensor import (Tensor, _promote, _shape_arg, _to_array, _wrap_dim, as_dtype, get_default_dtype, int64,
+                             promote_types)
 
 
 def _float_dtype(dtype: Any) -> Any:
@@ -119,8 +120,7 @@ def _int_arange(xp: Any, start: float, end: float, step: float, dt: Any) -> Any:
 
 def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Concatenate along an existing dim. As torch, 1-D tensors of shape (0,) are skipped (legacy empties)."""
-    tensors = list(tensors)
-    _check_same(tensors, "cat")
+    tensors = _check_same(list(tensors), "cat")
     kept = [t for t in tensors if t.shape != (0,)] or tensors[:1]
     ref = kept[0]
     for i, t in enumerate(tensors):
@@ -138,8 +138,7 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
 
 def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Stack along a new dim."""
-    tensors = list(tensors)
-    _check_same(tensors, "stack")
+    tensors = _check_same(list(tensors), "stack")
     for i, t in enumerate(tensors[1:], 1):
         if t.shape != tensors[0].shape:
             raise RuntimeError(f"stack expects each tensor to be equal size, but got {list(tensors[0].shape)} at "
@@ -148,12 +147,11 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
 
 
 def where(condition: Any, x: Any, y: Any) -> Tensor:
-    """Elementwise choice: x where condition is true, else y (differentiable in x and y)."""
+    """Elementwise choice: x where condition is true, else y (differentiable in x and y; torch's promotion)."""
     ref = x if isinstance(x, Tensor) else y
     if not isinstance(ref, Tensor):
         raise TypeError("where: at least one of x and y must be a Tensor")
-    x = ref._operand(x, "where")
-    y = ref._operand(y, "where")
+    x, y = _promote("where", ref, x, y)[1:]
     cond = condition.data if isinstance(condition, Tensor) else _to_array(condition, ref.device, None)
     return E.Where.apply(x, y, cond=cond.astype(bool, copy=False))
 
@@ -168,12 +166,25 @@ def minimum(x: Tensor, y: Any) -> Tensor:
     return x.minimum(y)
 
 
-def _check_same(tensors: list, op: str) -> None:
+def _check_same(tensors: list, op: str) -> list:
+    """The tensors on one device, promoted to their torch.result_type (torch.cat/stack promote)."""
     if not tensors:
         raise ValueError(f"{op}: expected a non-empty list of tensors")
+    for t in tensors:
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{op}: expected a sequence of Tensors, got {type(t).__name__}")
     t0 = tensors[0]
+    if all(t.data.dtype == t0.data.dtype and t.device is t0.device for t in tensors):
+        return tensors
     for t in tensors[1:]:
-        if t.dtype != t0.dtype:
-            raise TypeError(f"{op}: dtype mismatch {t0.dtype} vs {t.dtype}")
         if t.device is not t0.device:
             raise RuntimeError(f"{op}: expected all tensors on one device, got {t0.device} and {t.device}")
+    dt = promote_all_types(tensors)
+    return [t.type(dt) for t in tensors]
+
+
+def promote_all_types(tensors: list) -> Any:
+    out = tensors[0].dtype
+    for t in tensors[1:]:
+        out = promote_types(out, t.dtype)
+    return out

@@ -231,31 +231,22 @@ class Tensor:
         return Tensor(self.data.astype(_default_dtype), device=self.device, _copy=False)
 
     # ------------------------------------------------------------------ operand handling
-    def _operand(self, other: Any, op: str) -> "Tensor":
-        """Turn the other side of a binary op into a Tensor on this device with a compatible dtype."""
-        if isinstance(other, Tensor):
-            if other.device is not self.device:
-                raise RuntimeError(f"{op}: expected both tensors on one device, got {self.device} and {other.device}")
-            if other.dtype != self.dtype:
-                a, b = self.dtype, other.dtype
-                if a.kind == "f" and b.kind == "f":
-                    raise TypeError(f"{op}: dtype mismatch {a} vs {b} (shapes {self.shape} and {other.shape}); "
-                                    f"cast one side with .to()")
-                if b.kind == "f":  # int/bool self with a float tensor: promote self's side
-                    return other
-                return Tensor(other.data.astype(a) if a.kind == "f" else other.data, device=self.device, _copy=False)
-            return other
-        dtype = self.dtype if self.dtype.kind == "f" or not isinstance(other, float) else _default_dtype
-        return Tensor(_to_array(other, self.device, dtype), device=self.device, _copy=False)
-
     def _binary(self, other: Any, fn: Any, name: str, reverse: bool = False) -> "Tensor":
-        if not _is_operand(other):  # a str, None, ...: Python then raises its own "unsupported operand" TypeError
+        """fn(self, other) (or fn(other, self)) with torch's type promotion. The common cases (a tensor of
+        the same dtype, a Python number that cannot change the dtype) cost one comparison."""
+        t = type(other)
+        if t is Tensor:
+            if other.data.dtype == self.data.dtype and other.device is self.device:
+                return fn.apply(other, self) if reverse else fn.apply(self, other)
+        elif t is float or t is int:
+            dt = self.data.dtype
+            if dt.kind == "f" or (t is int and dt.kind in "iu"):
+                o = Tensor(_to_array(other, self.device, dt), device=self.device, _copy=False)
+                return fn.apply(o, self) if reverse else fn.apply(self, o)
+        elif not _is_operand(other):  # a str, None, ...: Python then raises its own "unsupported operand" TypeError
             return NotImplemented
-        other = self._operand(other, name)
-        x = self
-        if other.dtype != x.dtype:  # int self, float other
-            x = Tensor(x.data.astype(other.dtype), device=x.device, _copy=False)
-        return fn.apply(other, x) if reverse else fn.apply(x, other)
+        x, y = _promote(name, self, other)
+        return fn.apply(y, x) if reverse else fn.apply(x, y)
 
     # ------------------------------------------------------------------ arithmetic
     def __add__(self, o: Any) -> "Tensor":
@@ -265,9 +256,13 @@ class Tensor:
         return self._binary(o, E.Add, "add", reverse=True)
 
     def __sub__(self, o: Any) -> "Tensor":
+        if self.data.dtype.kind == "b" or _is_bool(o):
+            _refuse_bool_sub()
         return self._binary(o, E.Sub, "sub")
 
     def __rsub__(self, o: Any) -> "Tensor":
+        if self.data.dtype.kind == "b" or _is_bool(o):
+            _refuse_bool_sub()
         return self._binary(o, E.Sub, "sub", reverse=True)
 
     def __mul__(self, o: Any) -> "Tensor":
@@ -277,24 +272,55 @@ class Tensor:
         return self._binary(o, E.Mul, "mul", reverse=True)
 
     def __truediv__(self, o: Any) -> "Tensor":
-        return self._binary(o, E.Div, "div")
+        if self.data.dtype.kind == "f":  # the result is float whatever o is
+            return self._binary(o, E.Div, "div")
+        return self._true_divide(o, False)
 
     def __rtruediv__(self, o: Any) -> "Tensor":
-        return self._binary(o, E.Div, "div", reverse=True)
+        if self.data.dtype.kind == "f":
+            return self._binary(o, E.Div, "div", reverse=True)
+        return self._true_divide(o, True)
+
+    def _true_divide(self, o: Any, reverse: bool) -> "Tensor":
+        """/ with an integer or bool tensor: the promoted dtype, or the default float dtype if that is
+        not a float (torch's true division)."""
+        if not _is_operand(o):
+            return NotImplemented
+        x, y = _promote("div", self, o)
+        if x.data.dtype.kind != "f":
+            x, y = x.type(_default_dtype), y.type(_default_dtype)
+        return E.Div.apply(y, x) if reverse else E.Div.apply(x, y)
 
     def __pow__(self, o: Any) -> "Tensor":
-        if isinstance(o, numbers.Real) and not isinstance(o, bool):
-            return E.PowScalar.apply(self, exponent=o)
+        if isinstance(o, numbers.Real) and not isinstance(o, (bool, np.bool_)):
+            if isinstance(o, np.generic):  # a numpy scalar is a Python number here (it must not upcast)
+                o = o.item()
+            x = self
+            if x.data.dtype.kind != "f":
+                if not isinstance(o, numbers.Integral):  # int tensor ** 0.5: the default float dtype, as torch
+                    x = x._as_float()
+                elif o < 0:
+                    raise RuntimeError(f"pow: Integers to negative integer powers are not allowed "
+                                       f"({self.dtype} tensor ** {o}); use a float tensor")
+            return E.PowScalar.apply(x, exponent=o)
         return self._binary(o, E.Pow, "pow")
 
     def __rpow__(self, o: Any) -> "Tensor":
         return self._binary(o, E.Pow, "pow", reverse=True)
 
     def __matmul__(self, o: Any) -> "Tensor":
-        return self._binary(o, L.MatMul, "matmul")
+        # no type promotion: mismatched dtypes raise in MatMul.forward, as torch.matmul
+        return self._matmul(o, False)
 
     def __rmatmul__(self, o: Any) -> "Tensor":
-        return self._binary(o, L.MatMul, "matmul", reverse=True)
+        return self._matmul(o, True)
+
+    def _matmul(self, o: Any, reverse: bool) -> "Tensor":
+        if type(o) is not Tensor:
+            if not _is_operand(o):
+                return NotImplemented
+            o = Tensor(_to_array(o, self.device, None), device=self.device, _copy=False)
+        return L.MatMul.apply(o, self) if reverse else L.MatMul.apply(self, o)
 
     def __neg__(self) -> "Tensor":
         return E.Neg.apply(self)
@@ -340,19 +366,19 @@ class Tensor:
 
     # ------------------------------------------------------------------ unary math
     def exp(self) -> "Tensor":
-        return E.Exp.apply(self)
+        return E.Exp.apply(self._as_float())
 
     def log(self) -> "Tensor":
-        return E.Log.apply(self)
+        return E.Log.apply(self._as_float())
 
     def sqrt(self) -> "Tensor":
-        return E.Sqrt.apply(self)
+        return E.Sqrt.apply(self._as_float())
 
     def tanh(self) -> "Tensor":
-        return E.Tanh.apply(self)
+        return E.Tanh.apply(self._as_float())
 
     def sigmoid(self) -> "Tensor":
-        return E.Sigmoid.apply(self)
+        return E.Sigmoid.apply(self._as_float())
 
     def relu(self) -> "Tensor":
         return E.Relu.apply(self)
@@ -369,10 +395,28 @@ class Tensor:
     def minimum(self, other: Any) -> "Tensor":
         return self._binary(other, E.Minimum, "minimum")
 
-    def clip(self, min: float | None = None, max: float | None = None) -> "Tensor":
+    def clip(self, min: Any = None, max: Any = None) -> "Tensor":
+        """torch.clamp: numbers or tensors (broadcast) as bounds; torch's result dtype and gradients (the
+        bound tensors get theirs too); where min > max the result is max."""
         if min is None and max is None:
-            raise ValueError("clip: at least one of min and max must be given")
-        return E.Clip.apply(self, min=min, max=max)
+            raise RuntimeError("clamp: At least one of 'min' or 'max' must not be None")
+        scalar = (min is None or (isinstance(min, numbers.Real) and not isinstance(min, bool))) and \
+                 (max is None or (isinstance(max, numbers.Real) and not isinstance(max, bool)))
+        bounds = [b for b in (min, max) if b is not None]
+        if scalar:
+            x = self
+            dt = result_type(self, *bounds)
+            if dt != x.data.dtype:
+                x = x.type(dt)
+            return E.Clip.apply(x, min=min, max=max)
+        x, *bounds = _promote("clamp", self, *bounds)
+        return E.ClampTensor.apply(x, *bounds, has_min=min is not None, has_max=max is not None)
+
+    def clamp_min(self, min: Any) -> "Tensor":
+        return self.clip(min=min)
+
+    def clamp_max(self, max: Any) -> "Tensor":
+        return self.clip(max=max)
 
     clamp = clip
 
@@ -605,11 +649,11 @@ class Tensor:
 
     # ------------------------------------------------------------------ nn-ish shortcuts
     # the same code as nn.functional.softmax / log_softmax (dim handling, dtype=, 0-d and empty inputs)
-    def softmax(self, dim: int = -1) -> "Tensor":
-        return _nn_functional().softmax(self, dim)
+    def softmax(self, dim: int = -1, dtype: Any = None) -> "Tensor":
+        return _nn_functional().softmax(self, dim, dtype=dtype)
 
-    def log_softmax(self, dim: int = -1) -> "Tensor":
-        return _nn_functional().log_softmax(self, dim)
+    def log_softmax(self, dim: int = -1, dtype: Any = None) -> "Tensor":
+        return _nn_functional().log_softmax(self, dim, dtype=dtype)
 
     # ------------------------------------------------------------------ in-place ops
     # Each writes into this tensor's memory and bumps its version. On a tensor in the graph the change
@@ -647,6 +691,104 @@ class Tensor:
 
     def div_(self, other: Any) -> "Tensor":
         return _inplace_apply(self, lambda x: x / other, "div_", other)
+
+
+_CATEGORY = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}
+
+
+def promote_types(type1: Any, type2: Any) -> np.dtype:
+    """torch.promote_types: the dtype of the higher category (bool < integer < float) wins; within a
+    category the wider one (numpy's rule: int32 + int64 -> int64, uint8 + int8 -> int16)."""
+    a, b = as_dtype(type1), as_dtype(type2)
+    if a == b:
+        return a
+    ca, cb = _CATEGORY[a.kind], _CATEGORY[b.kind]
+    if ca != cb:
+        return a if ca > cb else b
+    return np.promote_types(a, b)
+
+
+def _promote_opt(a: Any, b: Any) -> Any:
+    return b if a is None else (a if b is None else promote_types(a, b))
+
+
+def _combine_categories(higher: Any, lower: Any) -> Any:
+    """c10's combine_categories: a lower-priority group of operands only counts when its category is higher."""
+    if higher is None:
+        return lower
+    if lower is None or higher.kind in "fc":
+        return higher
+    if higher.kind == "b" or lower.kind in "fc":
+        return promote_types(higher, lower)
+    return higher
+
+
+def result_type(*operands: Any) -> np.dtype:
+    """torch.result_type of tensors and Python numbers: tensors with dims decide; a 0-d tensor, then a Python
+    number, only counts if its category (bool < int < float) is higher than theirs. A Python float is the
+    default dtype, an int int64. float32 tensor + float64 tensor -> float64, float32 tensor + 0-d float64
+    tensor -> float32, int32 tensor + 2.5 -> float32."""
+    dims = zero = wrapped = None
+    for o in operands:
+        dt = getattr(o, "dtype", None)
+        if dt is not None and not isinstance(o, np.generic):
+            if o.ndim:
+                dims = _promote_opt(dims, as_dtype(dt))
+            else:
+                zero = _promote_opt(zero, as_dtype(dt))
+        elif isinstance(o, (bool, np.bool_)):
+            wrapped = _promote_opt(wrapped, bool_)
+        elif isinstance(o, numbers.Integral):
+            wrapped = _promote_opt(wrapped, int64)
+        elif isinstance(o, numbers.Real):
+            wrapped = _promote_opt(wrapped, _default_dtype)
+        else:
+            raise TypeError(f"result_type: unsupported operand of type {type(o).__name__}")
+    out = _combine_categories(dims, _combine_categories(zero, wrapped))
+    if out is None:
+        raise TypeError("result_type: no operands")
+    return out
+
+
+_WEAK = {"f": 0.0, "i": 0, "u": 0, "b": False}  # an array operand counts as a Python number of its kind
+
+
+def _promote(name: str, *operands: Any) -> list:
+    """The operands as Tensors on the first one's device, all in their torch.result_type. A cast of a
+    float tensor that requires grad is recorded (the gradient is cast back to its dtype).
+
+    numpy arrays and lists are weak operands, like Python and numpy numbers: they take the tensors' dtype
+    within their category (float32 tensor + float64 array -> float32; torch would give float64)."""
+    dev = operands[0].device
+    items, typing = [], []
+    for o in operands:
+        if isinstance(o, Tensor):
+            if o.device is not dev:
+                raise RuntimeError(f"{name}: expected all tensors on one device, got {dev} and {o.device}")
+            typing.append(o)
+        elif isinstance(o, (list, tuple)) or (hasattr(o, "__array__") and not isinstance(o, np.generic)) or \
+                hasattr(o, "__cuda_array_interface__"):
+            o = _to_array(o, dev, None)
+            if o.dtype.kind not in _WEAK:
+                raise TypeError(f"{name}: unsupported operand dtype {o.dtype}")
+            typing.append(_WEAK[o.dtype.kind])
+        elif isinstance(o, complex) or not isinstance(o, numbers.Number):
+            raise TypeError(f"{name}: unsupported operand of type {type(o).__name__}")
+        else:
+            typing.append(o)
+        items.append(o)
+    dt = result_type(*typing)
+    return [o.type(dt) if isinstance(o, Tensor) else Tensor(_to_array(o, dev, dt), device=dev, _copy=False)
+            for o in items]
+
+
+def _is_bool(o: Any) -> bool:
+    return o is True or o is False or (type(o) is Tensor and o.data.dtype.kind == "b")
+
+
+def _refuse_bool_sub() -> None:
+    raise RuntimeError("Subtraction, the `-` operator, with a bool tensor is not supported. If you are trying to "
+                       "invert a mask, use the `~` or `logical_not()` operator instead.")
 
 
 def _nn_functional() -> Any:
@@ -709,13 +851,14 @@ def _inplace_apply(t: Tensor, compute: Any, name: str, *others: Any) -> Tensor:
                            "gradient would be wrong); clone() the view first or use out-of-place ops")
     old = Tensor(t.data.copy(), device=t.device, _copy=False)
     old.requires_grad, old._ctx = t.requires_grad, t._ctx
-    new = compute(old)
-    _write_into(t, new, name)
+    new = _write_into(t, compute(old), name)
     t._ctx, t.requires_grad = new._ctx, new.requires_grad
     return t
 
 
-def _write_into(t: Tensor, new: Tensor, name: str) -> None:
+def _write_into(t: Tensor, new: Tensor, name: str) -> Tensor:
+    """Copy new into t's memory (cast to t's dtype, recorded when new is in the graph); returns what was
+    written, whose node t takes over."""
     if new.dtype != t.dtype and new.dtype.kind == "f" and t.dtype.kind in "iub":
         raise RuntimeError(f"result type {new.dtype} can't be cast to the desired output type {t.dtype} "
                            f"(in-place {name})")
@@ -725,6 +868,7 @@ def _write_into(t: Tensor, new: Tensor, name: str) -> None:
         new = new.type(t.dtype)
     t.data[...] = new.data
     t._vc[0] += 1
+    return new
 
 
 def _to_array(data: Any, dev: Device, dtype: Any) -> Any:

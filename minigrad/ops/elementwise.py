@@ -275,6 +275,34 @@ class Clip(Function):
         return g * mask
 
 
+class ClampTensor(Function):
+    """clamp(x, min, max) with tensor bounds (any of them broadcast), inputs (x, min?, max?) of one dtype.
+
+    The gradients are torch's (derivatives.yaml): x gets g where min <= x <= max; with both bounds min gets g
+    where x < min < max and max where x > max or max < min (max wins when the bounds cross); a lone min gets
+    g where x < min, a lone max where x > max."""
+
+    @staticmethod
+    def forward(ctx: Context, x: Any, *bounds: Any, has_min: bool, has_max: bool) -> Any:
+        xp = ctx.xp
+        lo = bounds[0] if has_min else None
+        hi = bounds[-1] if has_max else None
+        ctx.x, ctx.lo, ctx.hi = x, lo, hi
+        out = x if lo is None else xp.maximum(x, lo)
+        return out if hi is None else xp.minimum(out, hi)
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple:
+        xp, x, lo, hi = ctx.xp, ctx.x, ctx.lo, ctx.hi
+        zero = g.dtype.type(0)
+        if lo is not None and hi is not None:
+            gx = xp.where((x >= lo) & (x <= hi), g, zero)
+            return gx, xp.where((x < lo) & (lo < hi), g, zero), xp.where((x > hi) | (hi < lo), g, zero)
+        if lo is not None:
+            return xp.where(x >= lo, g, zero), xp.where(x < lo, g, zero)
+        return xp.where(x <= hi, g, zero), xp.where(x > hi, g, zero)
+
+
 class Cast(Function):
     """Change the floating dtype; the gradient is cast back."""
 

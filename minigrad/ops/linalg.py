@@ -12,6 +12,10 @@ class MatMul(Function):
         if a.ndim == 0 or b.ndim == 0:
             raise RuntimeError(f"matmul: both arguments need at least 1 dimension, got shapes "
                                f"{tuple(a.shape)} and {tuple(b.shape)}")
+        if a.dtype != b.dtype:  # torch.matmul does not promote
+            raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: {torch_dtype_name(a.dtype)} != "
+                               f"{torch_dtype_name(b.dtype)} (matmul of {a.dtype} and {b.dtype}; cast one side "
+                               f"with .to())")
         k_a = a.shape[-1]
         k_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
         if k_a != k_b:
@@ -55,3 +59,12 @@ def _rows(shape: tuple) -> int:
     for k in shape:
         n *= k
     return n
+
+
+_TORCH_NAMES = {"float32": "float", "float64": "double", "float16": "c10::Half", "int64": "long int", "int32": "int",
+                "int16": "short int", "int8": "signed char", "uint8": "unsigned char", "bool": "bool"}
+
+
+def torch_dtype_name(dtype: Any) -> str:
+    """The C++ type name torch's dtype errors use ("float", "double", "long int", ...)."""
+    return _TORCH_NAMES.get(str(dtype), str(dtype))

@@ -79,6 +79,11 @@ SPECS: dict[str, list[Case]] = {
               Case(lambda lib, x, y: lib.where(x > 0, x, y), [(3, 4), (1, 4)], domain="away0")],
     "Clip": [Case(lambda lib, x: x.clamp(-0.5, 0.7), [(4, 5)], domain="distinct"),
              Case(lambda lib, x: x.clamp(min=0.1), [(9,)], domain="distinct")],
+    # tensor bounds, shifted off the inputs' grid (no ties: the gradient has a kink there); some min > max
+    "ClampTensor": [Case(lambda lib, x, lo, hi: x.clamp(lo * 0.5 - 0.3, hi * 0.5 + 0.3), [(4, 5), (5,), (4, 1)],
+                         domain="distinct"),
+                    Case(lambda lib, x, lo: x.clamp(min=lo * 0.5 - 0.3), [(3, 4), (4,)], domain="distinct"),
+                    Case(lambda lib, x, hi: x.clamp(max=hi * 0.5 + 0.3), [(6,), (2, 1)], domain="distinct")],
     "Cast": [Case(lambda lib, x: lib.cast(x, "float64") * 2.0, [(3,)], float32=False, torch=False)],
     "Clone": [Case(lambda lib, x: x.clone() * 2.0, [(3, 4)])],
     # in-place ops on a tensor in the graph are recorded: fill_/zero_ cut the old value off, copy_ takes src's

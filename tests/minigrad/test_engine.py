@@ -124,9 +124,14 @@ def test_matmul_shape_error_names_both_shapes():
         a @ b
 
 
-def test_mixing_float_dtypes_names_both():
-    with pytest.raises(TypeError, match="float32 vs float64"):
-        mg.randn(2) + mg.randn(2, dtype="float64")
+def test_mixing_float_dtypes_promotes_like_torch_but_matmul_names_both():
+    a, b = mg.randn(2, requires_grad=True), mg.randn(2, dtype="float64")
+    out = a + b
+    assert out.dtype == mg.float64  # torch's promotion; the gradient comes back in a's dtype
+    out.sum().backward()
+    assert a.grad.dtype == mg.float32
+    with pytest.raises(RuntimeError, match="float != double"):
+        a @ b
 
 
 def test_mixing_devices_names_both():

@@ -37,10 +37,6 @@ CASES = [(m, dt) for m in MATCHED for dt in H.dtypes_for(m)]
 # python tools/opinfo_report.py --op KEY
 KNOWN_FAILURES: dict[str, str] = {
     # (file:line as of commit d563122)
-    "clamp": "tensor min/max: Clip keeps them as constants; backward does bool & Tensor (ops/elementwise.py:274), "
-             "no grad to the bounds; float32 x with an int32 bound gives float64",
-    "clamp_min": "x.clip(min=tensor): Clip.backward returns a bool gradient (autograd.py:215)",
-    "clamp_max": "x.clip(max=tensor): Clip.backward does True & Tensor (ops/elementwise.py:274)",
 }
 
 
