@@ -32,6 +32,7 @@ import minigrad as mg  # noqa: E402
 from benchmarks.train_step import blas_env, blas_info, cpu_name  # noqa: E402
 from tinygpt import TinyGPT, preset  # noqa: E402
 from tinygpt.data import get_batch  # noqa: E402
+mg.tune_malloc()  # as tinygpt.train does: freed heap memory is kept for the next step
 
 DEFAULT_DATA = os.path.join(REPO, "..", "shared", "data", "tinyshakespeare.txt")
 

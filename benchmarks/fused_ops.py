@@ -22,6 +22,7 @@ import numpy as np
 import minigrad as mg
 from minigrad.nn import functional as F
 from minigrad.ops import parallel
+mg.tune_malloc()  # as tinygpt.train does: freed heap memory is kept for the next step
 
 B, T, C, H, V, FF = 32, 128, 128, 4, 8000, 512
 

@@ -25,6 +25,7 @@ import minigrad as mg  # noqa: E402
 from benchmarks.train_step import blas_env, blas_info, cpu_name  # noqa: E402
 from tinygpt import TinyGPT, preset  # noqa: E402
 from tinygpt.generate import generate_ids  # noqa: E402
+mg.tune_malloc()  # as tinygpt.train does: freed heap memory is kept for the next step
 
 
 def tokens_per_second(model: TinyGPT, prompt: list, new_tokens: int, use_cache: bool, repeats: int) -> tuple:

@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import minigrad as mg  # noqa: E402
 from tinygpt import TinyGPT, preset  # noqa: E402
+mg.tune_malloc()  # as tinygpt.train does: freed heap memory is kept for the next step
 
 
 def flops_per_step(cfg: Any, batch: int) -> float:

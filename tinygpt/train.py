@@ -155,6 +155,7 @@ def to_device(a: np.ndarray, model: TinyGPT) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
+    mg.tune_malloc()  # keep freed heap memory for the next step (glibc only; see minigrad/ops/buffers.py)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

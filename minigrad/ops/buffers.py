@@ -9,10 +9,13 @@ Tensor, no saved context (CPython's reference count says so). CuPy has its own m
 Smaller arrays come from malloc's heap, but glibc gives freed memory back to the system as soon as
 more than 128 KB is free at the top of the heap, so a step's many short-lived temporaries (256 KB to
 8 MB) were faulted in again and again (measured: 5,000-14,000 page faults and 100-160 ms of system
-time per tutorial step; 0 faults and ~50 ms with the settings below). On import, minigrad therefore
-asks glibc (mallopt, Linux only) to serve arrays up to 32 MB from the heap and to keep up to 256 MB of
-freed heap for reuse. This changes the process's malloc settings; MINIGRAD_MALLOC_TUNING=0 skips it,
-and so do glibc's own MALLOC_TRIM_THRESHOLD_ / MALLOC_MMAP_THRESHOLD_ variables when set.
+time per tutorial step; 0 faults and ~50 ms with the settings below). ``keep_freed_memory()``
+(exported as ``minigrad.tune_malloc()``) therefore asks glibc (mallopt, Linux only) to serve arrays up
+to 32 MB from the heap and to keep up to 256 MB of freed heap for reuse. It changes the whole process's
+malloc settings, so importing minigrad never does it: a program calls it explicitly, as
+``python -m tinygpt.train`` and the benchmarks do. MINIGRAD_MALLOC_TUNING=0 makes it a no-op, and so do
+glibc's own MALLOC_TRIM_THRESHOLD_ / MALLOC_MMAP_THRESHOLD_ variables when set. Where there is no glibc
+(macOS, Windows, musl) it returns False and changes nothing.
 """
 from __future__ import annotations
 
@@ -37,9 +40,9 @@ def keep_freed_memory(trim_bytes: int = 256 << 20, mmap_bytes: int = 32 << 20) -
             or "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return False
     try:
-        libc = ctypes.CDLL(None)
+        libc = ctypes.CDLL(None)  # the C library the process already uses
         return bool(libc.mallopt(_M_TRIM_THRESHOLD, trim_bytes)) and bool(libc.mallopt(_M_MMAP_THRESHOLD, mmap_bytes))
-    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl without mallopt)
+    except (OSError, AttributeError, TypeError):  # no glibc: macOS, musl without mallopt; Windows (CDLL(None))
         return False
 
 
@@ -67,5 +70,3 @@ def clear() -> None:
     with _lock:
         _cache.clear()
 
-
-MALLOC_TUNED = keep_freed_memory()

@@ -134,3 +134,29 @@ def test_inplace_operator_with_a_non_numeric_operand_raises_type_error_and_keeps
         t += "a"
     assert t.tolist() == [1.0, 1.0, 1.0]
     assert (mg.ones(2) == "a") is False  # Python's fallback for ==, as with torch
+
+
+def test_importing_minigrad_changes_no_process_setting(tmp_path):
+    """mallopt is called only by minigrad.tune_malloc(), and that is a no-op without glibc (Windows: TypeError)."""
+    import subprocess
+    import sys
+    code = ("import ctypes\n"
+            "calls = []\n"
+            "real = ctypes.CDLL\n"
+            "class Spy:\n"
+            "    def __init__(self, name, *a, **k):\n"
+            "        self.lib = real(name, *a, **k)\n"
+            "    def __getattr__(self, attr):\n"
+            "        calls.append(attr)\n"
+            "        return getattr(self.lib, attr)\n"
+            "ctypes.CDLL = Spy\n"
+            "import minigrad\n"
+            "import tinygpt\n"
+            "assert 'mallopt' not in calls, calls\n"
+            "def windows(name, *a, **k):\n"
+            "    raise TypeError('expected str, bytes or os.PathLike object, not NoneType')\n"
+            "ctypes.CDLL = windows\n"
+            "assert minigrad.tune_malloc() is False\n"
+            "print('ok')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
