@@ -163,78 +163,100 @@ def _topological_order(root: "Tensor") -> list:
 
 
 def backward(root: "Tensor", grad: Any = None, retain_graph: bool = False) -> None:
-    """Accumulate d(root)/d(leaf) into .grad of every leaf that requires grad."""
-    if not root.requires_grad:
-        raise RuntimeError("backward: tensor does not require grad and has no grad_fn "
-                           "(create leaves with requires_grad=True, and do not call backward under no_grad)")
-    if grad is None:
-        if root.data.size != 1:
-            raise RuntimeError(f"backward: grad can be implicitly created only for scalar outputs, "
-                               f"got shape {tuple(root.shape)}; pass grad=")
-        grad = root.device.xp.ones(root.shape, dtype=root.dtype)
-    else:
-        grad = grad.data if isinstance(grad, Tensor) else root.device.xp.asarray(grad, dtype=root.dtype)
-        if grad.shape != root.shape:
-            raise RuntimeError(f"backward: grad shape {tuple(grad.shape)} does not match output shape {tuple(root.shape)}")
-    if root._ctx is not None and root._ctx.freed:
-        raise RuntimeError("backward: trying to backward through the graph a second time; its saved arrays "
-                           "were freed. Pass retain_graph=True to the first backward() to keep them")
+    """Accumulate d(root)/d(leaf) into .grad of every leaf that requires grad.
 
-    grads: dict[int, Any] = {id(root): grad}
+    The chain rule, node by node from the root: each op turns the gradient of its output into
+    gradients of its inputs (Function.backward); a tensor used several times gets their sum.
+    """
+    grads = {id(root): _initial_grad(root, grad)}  # d(root)/d(node), by node
     owned: set[int] = set()  # gradient arrays the engine allocated itself, safe to add into in place
-    for node in reversed(_topological_order(root)):
+    for node in reversed(_topological_order(root)):  # every node after all the nodes that use it
         g = grads.pop(id(node), None)
         if g is None:
             continue
-        ctx = node._ctx
-        if ctx is None:  # a leaf: accumulate into .grad
+        if node._ctx is None:  # a leaf: accumulate into .grad
             _accumulate_leaf(node, g, id(node) in owned)
-            if _tracer is not None:
-                _tracer.leaf(node, g)
             continue
-        if ctx.freed:
-            raise RuntimeError(f"backward: trying to backward through {ctx.fn.__name__} a second time; "
-                               "pass retain_graph=True to the first backward()")
-        _check_versions(ctx)
-        ctx.retain_graph = retain_graph  # fused ops may overwrite saved buffers when the graph is freed after
-        if _profiler is None:
-            input_grads = ctx.fn.backward(ctx, g)
-        else:
-            t0 = time.perf_counter()
-            input_grads = ctx.fn.backward(ctx, g)
-            _profiler.record(ctx.fn.__name__, "backward", time.perf_counter() - t0, ctx.device)
-        xp = ctx.xp
-        if not isinstance(input_grads, tuple):
-            input_grads = (input_grads,)
-        if _tracer is not None:
-            _tracer.op(ctx, g, input_grads)
+        ctx = node._ctx
+        input_grads = _call_backward(ctx, g, retain_graph)  # the op's local chain-rule step
         for inp, ig in zip(ctx.inputs, input_grads):
-            if ig is None or not inp.requires_grad:
-                continue
-            if not isinstance(ig, xp.ndarray):  # 0-d numpy math yields scalars
-                ig = xp.asarray(ig)
-            if ig.shape != inp.shape:
-                if not _broadcasts_to(inp.shape, ig.shape):
-                    raise RuntimeError(f"{ctx.fn.__name__}.backward returned a gradient of shape {tuple(ig.shape)} "
-                                       f"for an input of shape {tuple(inp.shape)}")
-                ig = unbroadcast(ig, inp.shape)
-            if ig.dtype != inp.dtype:
-                raise RuntimeError(f"{ctx.fn.__name__}.backward returned a {ig.dtype} gradient "
-                                   f"for a {inp.dtype} input of shape {tuple(inp.shape)}")
-            key = id(inp)
-            prev = grads.get(key)
-            if prev is None:
-                grads[key] = ig
-            elif key in owned:
-                prev += ig
-            else:
-                grads[key] = prev + ig
-                owned.add(key)
+            if ig is not None and inp.requires_grad:
+                _add_grad(grads, owned, inp, _checked(ctx, inp, ig))
         if not retain_graph:
             ctx.free()
 
 
+def _initial_grad(root: "Tensor", grad: Any) -> Any:
+    """d(root)/d(root): ones for a scalar root, else the grad the caller passed."""
+    if not root.requires_grad:
+        raise RuntimeError("backward: tensor does not require grad and has no grad_fn "
+                           "(create leaves with requires_grad=True, and do not call backward under no_grad)")
+    if root._ctx is not None and root._ctx.freed:
+        raise RuntimeError("backward: trying to backward through the graph a second time; its saved arrays "
+                           "were freed. Pass retain_graph=True to the first backward() to keep them")
+    if grad is None:
+        if root.data.size != 1:
+            raise RuntimeError(f"backward: grad can be implicitly created only for scalar outputs, "
+                               f"got shape {tuple(root.shape)}; pass grad=")
+        return root.device.xp.ones(root.shape, dtype=root.dtype)
+    grad = grad.data if isinstance(grad, Tensor) else root.device.xp.asarray(grad, dtype=root.dtype)
+    if grad.shape != root.shape:
+        raise RuntimeError(f"backward: grad shape {tuple(grad.shape)} does not match output shape {tuple(root.shape)}")
+    return grad
+
+
+def _call_backward(ctx: Context, g: Any, retain_graph: bool) -> tuple:
+    """ctx.fn.backward(ctx, g) as a tuple, one entry per input; checks, profiling and tracing around it."""
+    if ctx.freed:
+        raise RuntimeError(f"backward: trying to backward through {ctx.fn.__name__} a second time; "
+                           "pass retain_graph=True to the first backward()")
+    _check_versions(ctx)
+    ctx.retain_graph = retain_graph  # fused ops may overwrite saved buffers when the graph is freed after
+    if _profiler is None:
+        input_grads = ctx.fn.backward(ctx, g)
+    else:
+        t0 = time.perf_counter()
+        input_grads = ctx.fn.backward(ctx, g)
+        _profiler.record(ctx.fn.__name__, "backward", time.perf_counter() - t0, ctx.device)
+    if not isinstance(input_grads, tuple):
+        input_grads = (input_grads,)
+    if _tracer is not None:
+        _tracer.op(ctx, g, input_grads)
+    return input_grads
+
+
+def _checked(ctx: Context, inp: "Tensor", ig: Any) -> Any:
+    """An op's gradient for one input as an array of the input's shape (broadcasts summed back) and dtype."""
+    xp = ctx.xp
+    if not isinstance(ig, xp.ndarray):  # 0-d numpy math yields scalars
+        ig = xp.asarray(ig)
+    if ig.shape != inp.shape:
+        if not _broadcasts_to(inp.shape, ig.shape):
+            raise RuntimeError(f"{ctx.fn.__name__}.backward returned a gradient of shape {tuple(ig.shape)} "
+                               f"for an input of shape {tuple(inp.shape)}")
+        ig = unbroadcast(ig, inp.shape)
+    if ig.dtype != inp.dtype:
+        raise RuntimeError(f"{ctx.fn.__name__}.backward returned a {ig.dtype} gradient "
+                           f"for a {inp.dtype} input of shape {tuple(inp.shape)}")
+    return ig
+
+
+def _add_grad(grads: dict, owned: set, inp: "Tensor", ig: Any) -> None:
+    """grads[inp] += ig, in place when the engine owns the array (an op's own gradient may be a view)."""
+    key = id(inp)
+    prev = grads.get(key)
+    if prev is None:
+        grads[key] = ig
+    elif key in owned:
+        prev += ig
+    else:
+        grads[key] = prev + ig
+        owned.add(key)
+
+
 def _accumulate_leaf(leaf: "Tensor", g: Any, owned: bool) -> None:
+    if _tracer is not None:
+        _tracer.leaf(leaf, g)
     if leaf.grad is None:
         entry = _grad_buffers.get(id(leaf))
         if entry is not None and entry[0]() is leaf:  # the leaf's slice of a flat gradient array (optim.flat)
