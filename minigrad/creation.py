@@ -8,7 +8,7 @@ from typing import Any, Sequence
 from minigrad import backend
 from minigrad.ops import elementwise as E
 from minigrad.ops import shape as S
-from minigrad.tensor import (Tensor, _promote, _shape_arg, _to_array, _wrap_dim, as_dtype, get_default_dtype, int64,
+from minigrad.tensor import (Tensor, _check_memory_format, _promote, _shape_arg, _to_array, _wrap_dim, as_dtype, get_default_dtype, int64,
                              promote_types)
 
 
@@ -47,14 +47,22 @@ def full(shape: Sequence[int], fill_value: float, dtype: Any = None, requires_gr
     return _fill((tuple(shape),), fill_value, dtype, requires_grad, device)
 
 
-def zeros_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    """Zeros with t's shape, dtype and device."""
-    return zeros(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad, device=t.device)
+def zeros_like(t: Tensor, dtype: Any = None, requires_grad: bool = False, *, device: Any = None,
+               memory_format: Any = None) -> Tensor:
+    """Zeros with t's shape, and its dtype and device unless given."""
+    return _like(t, 0, dtype, requires_grad, device, memory_format, "zeros_like")
 
 
-def ones_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    """Ones with t's shape, dtype and device."""
-    return ones(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad, device=t.device)
+def ones_like(t: Tensor, dtype: Any = None, requires_grad: bool = False, *, device: Any = None,
+              memory_format: Any = None) -> Tensor:
+    """Ones with t's shape, and its dtype and device unless given."""
+    return _like(t, 1, dtype, requires_grad, device, memory_format, "ones_like")
+
+
+def _like(t: Tensor, value: Any, dtype: Any, requires_grad: bool, device: Any, memory_format: Any, op: str) -> Tensor:
+    _check_memory_format(memory_format, op)
+    return _fill(t.shape, value, t.dtype if dtype is None else dtype, requires_grad,
+                 t.device if device is None else device)
 
 
 def randn(*shape: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
@@ -71,10 +79,35 @@ def rand(*shape: Any, dtype: Any = None, requires_grad: bool = False, device: An
     return Tensor(arr, device=dev, requires_grad=requires_grad, _copy=False)
 
 
-def randint(low: int, high: int, size: Sequence[int], device: Any = None) -> Tensor:
-    """Uniform integers in [low, high) as int64."""
+def randint(*args: Any, low: int | None = None, high: int | None = None, size: Sequence[int] | None = None,
+            dtype: Any = None, device: Any = None, requires_grad: bool = False, generator: Any = None) -> Tensor:
+    """Uniform integers in [low, high), as torch.randint(high, size) / randint(low, high, size): int64 unless
+    dtype= says otherwise (a float dtype holds the integer values)."""
+    args = list(args)
+    if size is None and args and isinstance(args[-1], (tuple, list)):
+        size = args.pop()
+    if len(args) > 2 or (len(args) == 2 and (low is not None or high is not None)) or \
+            (len(args) == 1 and high is not None and low is not None):
+        raise TypeError("randint() takes (high, size) or (low, high, size)")
+    if len(args) == 2:
+        low, high = args
+    elif len(args) == 1:
+        if high is None:
+            high = args[0]
+        else:
+            low = args[0]
+    if high is None or size is None:
+        raise TypeError("randint() missing required arguments: high and size, as randint(high, size) or "
+                        "randint(low, high, size)")
+    if generator is not None:
+        raise NotImplementedError("randint: generator= is not supported; seed with minigrad.manual_seed")
+    low = 0 if low is None else low
+    if low >= high:
+        raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
     dev = backend.device(device)
-    return Tensor(backend.randint(dev, low, high, tuple(size)), device=dev, _copy=False)
+    dt = int64 if dtype is None else as_dtype(dtype)
+    arr = backend.randint(dev, int(low), int(high), _shape_arg((size,)))
+    return Tensor(arr if dt == int64 else arr.astype(dt), device=dev, requires_grad=requires_grad, _copy=False)
 
 
 def arange(start: float, end: float | None = None, step: float = 1, dtype: Any = None, device: Any = None, *,
@@ -154,6 +187,58 @@ def where(condition: Any, x: Any, y: Any) -> Tensor:
     x, y = _promote("where", ref, x, y)[1:]
     cond = condition.data if isinstance(condition, Tensor) else _to_array(condition, ref.device, None)
     return E.Where.apply(x, y, cond=cond.astype(bool, copy=False))
+
+
+def _tensor_input(x: Any, op: str) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}(): argument 'input' must be a Tensor, not {type(x).__name__}")
+    return x
+
+
+def add(input: Tensor, other: Any, *, alpha: Any = 1) -> Tensor:
+    """input + alpha * other (torch.add)."""
+    return _tensor_input(input, "add").add(other, alpha=alpha)
+
+
+def sub(input: Tensor, other: Any, *, alpha: Any = 1) -> Tensor:
+    """input - alpha * other (torch.sub)."""
+    return _tensor_input(input, "sub").sub(other, alpha=alpha)
+
+
+subtract = sub
+
+
+def mul(input: Tensor, other: Any) -> Tensor:
+    """input * other (torch.mul)."""
+    return _tensor_input(input, "mul").mul(other)
+
+
+multiply = mul
+
+
+def div(input: Tensor, other: Any, *, rounding_mode: str | None = None) -> Tensor:
+    """input / other, or rounded with rounding_mode='trunc' / 'floor' (torch.div)."""
+    return _tensor_input(input, "div").div(other, rounding_mode=rounding_mode)
+
+
+divide = div
+
+
+def true_divide(input: Tensor, other: Any) -> Tensor:
+    return _tensor_input(input, "true_divide").div(other)
+
+
+def floor_divide(input: Tensor, other: Any) -> Tensor:
+    """input / other rounded down (torch.floor_divide)."""
+    return _tensor_input(input, "floor_divide").div(other, rounding_mode="floor")
+
+
+def clamp(input: Tensor, min: Any = None, max: Any = None) -> Tensor:
+    """torch.clamp: numbers or tensors as bounds."""
+    return _tensor_input(input, "clamp").clamp(min, max)
+
+
+clip = clamp
 
 
 def maximum(x: Tensor, y: Any) -> Tensor:

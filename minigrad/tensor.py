@@ -10,6 +10,7 @@ import numpy as np
 from minigrad import backend
 from minigrad.backend import Device
 
+float16 = np.dtype("float16")
 float32 = np.dtype("float32")
 float64 = np.dtype("float64")
 int64 = np.dtype("int64")
@@ -167,8 +168,9 @@ class Tensor:
         out._vc = self._vc
         return out
 
-    def clone(self) -> "Tensor":
+    def clone(self, memory_format: Any = None) -> "Tensor":
         """A copy with its own memory; gradients flow back to self."""
+        _check_memory_format(memory_format, "clone")
         return E.Clone.apply(self)
 
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
@@ -180,27 +182,49 @@ class Tensor:
         return self
 
     def to(self, *args: Any, **kwargs: Any) -> "Tensor":
-        """Move to a device and/or cast to a dtype: .to("cuda"), .to("float64"), .to(device, dtype)."""
-        dev, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+        """torch's overloads: .to(dtype, non_blocking=False, copy=False), .to(device=None, dtype=None,
+        non_blocking=False, copy=False), .to(other_tensor, non_blocking=False, copy=False), each with
+        memory_format=. Copies between devices are synchronous (non_blocking is accepted as the hint it is);
+        copy=True always returns a new tensor (differentiable, as torch)."""
+        device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+        non_blocking, copy = kwargs.pop("non_blocking", False), kwargs.pop("copy", False)
+        memory_format = kwargs.pop("memory_format", None)
         if kwargs:
-            raise TypeError(f"to(): unexpected arguments {sorted(kwargs)}")
-        for a in args:
-            if isinstance(a, Device) or (isinstance(a, str) and a.split(":")[0] in ("cpu", "cuda")):
-                dev = a
-            else:
-                dtype = a
+            raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
+        rest = list(args)
+        if rest and isinstance(rest[0], Tensor):
+            other = rest.pop(0)
+            device, dtype = other.device, other.dtype
+        else:
+            if rest and _is_device_arg(rest[0]):
+                device = rest.pop(0)
+            if rest and _is_dtype_arg(rest[0]):
+                dtype = rest.pop(0)
+        if len(rest) > 2 or any(not isinstance(a, (bool, np.bool_)) for a in rest):
+            raise TypeError(f"to(): after the device/dtype/tensor come non_blocking and copy (bools), got "
+                            f"{', '.join(repr(a) for a in rest)}")
+        if rest:
+            non_blocking = rest.pop(0)
+        if rest:
+            copy = rest.pop(0)
+        for name, flag in (("non_blocking", non_blocking), ("copy", copy)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise TypeError(f"to(): {name} must be a bool, got {flag!r}")
+        _check_memory_format(memory_format, "to")
         out = self
         if dtype is not None and as_dtype(dtype) != self.dtype:
             out = out.type(dtype)
-        if dev is not None and backend.device(dev) != out.device:
-            out = _to_device(out, backend.device(dev))
+        if device is not None and backend.device(device) != out.device:
+            out = _to_device(out, backend.device(device))
+        if copy and out is self:
+            out = E.Clone.apply(self)
         return out
 
-    def cpu(self) -> "Tensor":
-        return self.to("cpu")
+    def cpu(self, memory_format: Any = None) -> "Tensor":
+        return self.to("cpu", memory_format=memory_format)
 
-    def cuda(self, index: int = 0) -> "Tensor":
-        return self.to(f"cuda:{index}")
+    def cuda(self, index: int = 0, non_blocking: bool = False, memory_format: Any = None) -> "Tensor":
+        return self.to(f"cuda:{index}", non_blocking=non_blocking, memory_format=memory_format)
 
     def type(self, dtype: Any) -> "Tensor":
         """Cast to another dtype (differentiable between float dtypes)."""
@@ -211,18 +235,46 @@ class Tensor:
             return E.Cast.apply(self, dtype=dtype)
         return Tensor(self.data.astype(dtype), device=self.device, _copy=False)
 
-    def float(self) -> "Tensor":
+    def float(self, memory_format: Any = None) -> "Tensor":
+        _check_memory_format(memory_format, "float")
         return self.type(float32)
 
-    def double(self) -> "Tensor":
+    def double(self, memory_format: Any = None) -> "Tensor":
+        _check_memory_format(memory_format, "double")
         return self.type(float64)
 
-    def long(self) -> "Tensor":
+    def half(self, memory_format: Any = None) -> "Tensor":
+        _check_memory_format(memory_format, "half")
+        return self.type(float16)
+
+    def long(self, memory_format: Any = None) -> "Tensor":
+        _check_memory_format(memory_format, "long")
         return self.type(int64)
 
-    def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
-        """Backpropagate from this tensor, accumulating into .grad of leaves that require grad."""
-        autograd.backward(self, grad, retain_graph)
+    def int(self, memory_format: Any = None) -> "Tensor":
+        _check_memory_format(memory_format, "int")
+        return self.type(int32)
+
+    def bool(self, memory_format: Any = None) -> "Tensor":
+        _check_memory_format(memory_format, "bool")
+        return self.type(bool_)
+
+    def backward(self, gradient: Any = None, retain_graph: bool | None = None, create_graph: bool = False,
+                 inputs: Any = None, *, grad: Any = None) -> None:
+        """Backpropagate from this tensor, accumulating into .grad of leaves that require grad (torch's
+        arguments; grad= is minigrad's older name of gradient=). Higher-order gradients (create_graph=True)
+        and inputs= are not supported."""
+        if create_graph:
+            raise NotImplementedError("backward: create_graph=True is not supported (minigrad's backward works on "
+                                      "raw arrays and builds no graph; higher-order gradients are out of scope)")
+        if inputs is not None:
+            raise NotImplementedError("backward: inputs= is not supported; gradients go to every leaf that "
+                                      "requires grad (use detach() to cut others off)")
+        if grad is not None:
+            if gradient is not None:
+                raise TypeError("backward: pass gradient= or grad=, not both")
+            gradient = grad
+        autograd.backward(self, gradient, bool(retain_graph))
 
     def _as_float(self) -> "Tensor":
         """self, or for an integer/bool tensor a copy in the default float dtype (float-only ops, as torch)."""
@@ -249,21 +301,89 @@ class Tensor:
         return fn.apply(y, x) if reverse else fn.apply(x, y)
 
     # ------------------------------------------------------------------ arithmetic
-    def __add__(self, o: Any) -> "Tensor":
+    def __add__(self, o: Any, *, alpha: Any = 1) -> "Tensor":
+        if alpha != 1 or type(alpha) is not int:
+            return self._with_alpha(o, alpha, E.Add, "add", False)
         return self._binary(o, E.Add, "add")
 
     def __radd__(self, o: Any) -> "Tensor":
         return self._binary(o, E.Add, "add", reverse=True)
 
-    def __sub__(self, o: Any) -> "Tensor":
+    def __sub__(self, o: Any, *, alpha: Any = 1) -> "Tensor":
         if self.data.dtype.kind == "b" or _is_bool(o):
             _refuse_bool_sub()
+        if alpha != 1 or type(alpha) is not int:
+            return self._with_alpha(o, alpha, E.Sub, "sub", False)
         return self._binary(o, E.Sub, "sub")
 
-    def __rsub__(self, o: Any) -> "Tensor":
+    def __rsub__(self, o: Any, *, alpha: Any = 1) -> "Tensor":
+        """o - self, or with alpha torch.rsub(self, o, alpha) = o - alpha * self."""
         if self.data.dtype.kind == "b" or _is_bool(o):
             _refuse_bool_sub()
+        if alpha != 1 or type(alpha) is not int:
+            return self._with_alpha(o, alpha, E.Sub, "rsub", True)
         return self._binary(o, E.Sub, "sub", reverse=True)
+
+    def _with_alpha(self, o: Any, alpha: Any, fn: Any, name: str, reverse: bool) -> "Tensor":
+        """torch's add/sub(x, y, alpha=a) = x +- a * y (rsub: y - a * x), in the promoted dtype."""
+        if not _is_operand(o):
+            return NotImplemented
+        if isinstance(alpha, Tensor) or not isinstance(alpha, numbers.Number) or isinstance(alpha, complex):
+            raise TypeError(f"{name}(): alpha must be a Python number, got {type(alpha).__name__}")
+        x, y = _promote(name, self, o)
+        if x.data.dtype.kind in "iub" and not isinstance(alpha, numbers.Integral):
+            raise RuntimeError("For integral input tensors, argument alpha must not be a floating point number.")
+        if x.data.dtype.kind == "b" and not isinstance(alpha, (bool, np.bool_)):
+            raise RuntimeError("Boolean alpha only supported for Boolean results.")
+        if reverse:
+            return fn.apply(y, x * alpha)
+        return fn.apply(x, y * alpha)
+
+    # torch's method and function spellings of the operators
+    def add(self, other: Any, *, alpha: Any = 1) -> "Tensor":
+        return _operator_result(self.__add__(other, alpha=alpha), "add", other)
+
+    def sub(self, other: Any, *, alpha: Any = 1) -> "Tensor":
+        return _operator_result(self.__sub__(other, alpha=alpha), "sub", other)
+
+    subtract = sub
+
+    def mul(self, other: Any) -> "Tensor":
+        return _operator_result(self.__mul__(other), "mul", other)
+
+    multiply = mul
+
+    def div(self, other: Any, *, rounding_mode: str | None = None) -> "Tensor":
+        """torch.div: true division, or rounded toward zero ('trunc') or down ('floor'); a rounded quotient is
+        piecewise constant, so its gradient is zero (as torch)."""
+        if rounding_mode is None:
+            return _operator_result(self.__truediv__(other), "div", other)
+        if rounding_mode not in ("trunc", "floor"):
+            raise RuntimeError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found "
+                               f"{rounding_mode!r}")
+        if not _is_operand(other):
+            raise TypeError(f"div(): unsupported operand of type {type(other).__name__}")
+        x, y = _promote("div", self, other)
+        return E.DivRounded.apply(x, y, mode=rounding_mode)
+
+    divide = div
+
+    def true_divide(self, other: Any) -> "Tensor":
+        return self.div(other)
+
+    def floor_divide(self, other: Any) -> "Tensor":
+        return self.div(other, rounding_mode="floor")
+
+    def __floordiv__(self, o: Any) -> "Tensor":
+        if not _is_operand(o):
+            return NotImplemented
+        return self.div(o, rounding_mode="floor")
+
+    def __rfloordiv__(self, o: Any) -> "Tensor":
+        if not _is_operand(o):
+            return NotImplemented
+        x, y = _promote("floor_divide", self, o)
+        return E.DivRounded.apply(y, x, mode="floor")
 
     def __mul__(self, o: Any) -> "Tensor":
         return self._binary(o, E.Mul, "mul")
@@ -271,7 +391,9 @@ class Tensor:
     def __rmul__(self, o: Any) -> "Tensor":
         return self._binary(o, E.Mul, "mul", reverse=True)
 
-    def __truediv__(self, o: Any) -> "Tensor":
+    def __truediv__(self, o: Any, *, rounding_mode: str | None = None) -> "Tensor":
+        if rounding_mode is not None:  # torch's Tensor.__truediv__ is Tensor.div
+            return self.div(o, rounding_mode=rounding_mode)
         if self.data.dtype.kind == "f":  # the result is float whatever o is
             return self._binary(o, E.Div, "div")
         return self._true_divide(o, False)
@@ -538,7 +660,10 @@ class Tensor:
         shape = _shape_arg(shape)
         if shape == self.shape:
             return self
-        return S.Reshape.apply(self, shape=shape)
+        try:
+            return S.Reshape.apply(self, shape=shape)
+        except ValueError:  # numpy's "cannot reshape array of size ...": torch's error instead
+            raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {self.numel()}") from None
 
     view = reshape
 
@@ -641,10 +766,11 @@ class Tensor:
         return self.split(-(-n // chunks), dim)
 
     def __getitem__(self, index: Any) -> "Tensor":
-        index, advanced = _index_arg(index, self.device)
+        index, advanced = _index_arg(index, self.device, self.data.shape)
         return S.GetItem.apply(self, index=index, advanced=advanced)
 
-    def contiguous(self) -> "Tensor":
+    def contiguous(self, memory_format: Any = None) -> "Tensor":
+        _check_memory_format(memory_format, "contiguous")
         return self
 
     # ------------------------------------------------------------------ nn-ish shortcuts
@@ -782,6 +908,13 @@ def _promote(name: str, *operands: Any) -> list:
             for o in items]
 
 
+def _operator_result(out: Any, name: str, other: Any) -> Tensor:
+    """A method spelling's result: the operator's NotImplemented (a str operand, ...) becomes a TypeError."""
+    if out is NotImplemented:
+        raise TypeError(f"{name}(): unsupported operand of type {type(other).__name__}")
+    return out
+
+
 def _is_bool(o: Any) -> bool:
     return o is True or o is False or (type(o) is Tensor and o.data.dtype.kind == "b")
 
@@ -789,6 +922,35 @@ def _is_bool(o: Any) -> bool:
 def _refuse_bool_sub() -> None:
     raise RuntimeError("Subtraction, the `-` operator, with a bool tensor is not supported. If you are trying to "
                        "invert a mask, use the `~` or `logical_not()` operator instead.")
+
+
+def _check_memory_format(memory_format: Any, op: str) -> None:
+    """minigrad tensors have no strides to lay out: torch's preserve/contiguous formats are what they always
+    are; channels_last and the like are refused."""
+    if memory_format is None:
+        return
+    name = str(memory_format).rsplit(".", 1)[-1]
+    if name not in ("preserve_format", "contiguous_format"):
+        raise NotImplementedError(f"{op}: memory_format={memory_format} is not supported (minigrad tensors have one "
+                                  "layout; only preserve_format / contiguous_format are accepted)")
+
+
+def _is_device_arg(a: Any) -> bool:
+    return isinstance(a, Device) or (isinstance(a, str) and a.split(":")[0] in ("cpu", "cuda"))
+
+
+def _is_dtype_arg(a: Any) -> bool:
+    if isinstance(a, (bool, np.bool_)) or a is None:
+        return False
+    if isinstance(a, str):
+        return a in _DTYPES
+    if isinstance(a, (np.dtype, type)):
+        try:
+            np.dtype(a)
+            return True
+        except TypeError:
+            return False
+    return False
 
 
 def _nn_functional() -> Any:
@@ -942,14 +1104,22 @@ def _check_nonempty(t: "Tensor", axes: Any, name: str) -> None:
 
 def _shape_arg(shape: tuple) -> tuple:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-        return tuple(shape[0])
-    return tuple(int(s) for s in shape)
+        shape = shape[0]
+    try:
+        return tuple(operator.index(s) for s in shape)
+    except TypeError:
+        raise TypeError(f"expected a shape of ints, got {shape!r} (minigrad has no view(dtype) / reinterpreting "
+                        "casts; use .to(dtype))") from None
 
 
-def _index_arg(index: Any, dev: Device) -> tuple:
-    """Convert Tensor / list indices to arrays; report whether numpy advanced indexing applies."""
+def _index_arg(index: Any, dev: Device, shape: tuple = ()) -> tuple:
+    """Convert Tensor / list indices to arrays; report whether numpy advanced indexing applies.
+
+    A boolean mask (an index array of dtype bool, as torch) becomes the integer arrays of its True
+    positions (numpy's own rule), so the gradient scatters back through the integer path; its shape must
+    match the dims it covers."""
     items = index if isinstance(index, tuple) else (index,)
-    out, advanced = [], False
+    out, advanced, masks = [], False, False
     for it in items:
         if isinstance(it, Tensor):
             it = it.data
@@ -959,10 +1129,41 @@ def _index_arg(index: Any, dev: Device) -> tuple:
             advanced = True
         elif isinstance(it, np.ndarray) or (dev.type != "cpu" and isinstance(it, dev.xp.ndarray)):
             advanced = True
-        if advanced and getattr(it, "dtype", None) is not None and it.dtype == np.bool_:
-            raise TypeError("indexing with a boolean mask is not differentiable here; use where()")
+        elif it is True or it is False or isinstance(it, np.bool_):
+            raise NotImplementedError("indexing with a Python/0-d bool is not supported; use x[None] or "
+                                      "x[mg.tensor([...], dtype=bool)]")
+        if getattr(it, "dtype", None) is not None and it.dtype == np.bool_:
+            if it.ndim == 0:
+                raise NotImplementedError("indexing with a 0-d bool tensor is not supported; use x[None]")
+            masks = True
         out.append(it)
-    return (tuple(out) if isinstance(index, tuple) else out[0]), advanced
+    if masks:
+        out = _expand_masks(out, shape)
+    return (tuple(out) if isinstance(index, tuple) or masks else out[0]), advanced
+
+
+def _expand_masks(items: list, shape: tuple) -> list:
+    """Check each bool mask against the dims it covers (torch's IndexError) and replace it by mask.nonzero()."""
+    def covers(it: Any) -> int:
+        if it is None or it is Ellipsis:
+            return 0
+        return it.ndim if getattr(it, "dtype", None) is not None and it.dtype == np.bool_ else 1
+
+    sizes = [covers(it) for it in items]
+    out, pos = [], 0
+    for k, it in enumerate(items):
+        if it is Ellipsis:
+            pos = len(shape) - sum(sizes[k + 1:])
+        elif getattr(it, "dtype", None) is not None and it.dtype == np.bool_:
+            if tuple(it.shape) != tuple(shape[pos:pos + it.ndim]):
+                raise IndexError(f"The shape of the mask {list(it.shape)} at index {k} does not match the shape of "
+                                 f"the indexed tensor {list(shape)} at index {pos}")
+            out.extend(it.nonzero())
+            pos += sizes[k]
+            continue
+        pos += sizes[k]
+        out.append(it)
+    return out
 
 
 def _is_operand(x: Any) -> bool:

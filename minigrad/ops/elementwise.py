@@ -1,6 +1,7 @@
 """Elementwise ops. Broadcast inputs are summed back to their shapes by the engine."""
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from minigrad.autograd import Context, Function
@@ -54,6 +55,37 @@ class Div(Function):
         gx = g / ctx.y
         gy = -gx * ctx.x / ctx.y if ny else None
         return (gx if nx else None), gy
+
+
+class DivRounded(Function):
+    """torch.div(x, y, rounding_mode='trunc' | 'floor'). Floats: trunc(x / y), or numpy's floor_divide (the
+    same algorithm as torch's div_floor); inf/nan where y == 0, silently. Integers: exact integer quotients;
+    a zero divisor raises, as torch. The result is piecewise constant: zero gradients (torch's grad * 0)."""
+
+    @staticmethod
+    def forward(ctx: Context, x: Any, y: Any, mode: str) -> Any:
+        xp = ctx.xp
+        if x.dtype.kind in "iub":
+            if (y == 0).any():
+                raise RuntimeError("ZeroDivisionError (integer division by zero in div with rounding_mode)")
+            q = xp.floor_divide(x, y)
+            if mode == "trunc":  # floor -> toward zero: one up where the quotient is negative and inexact
+                q = q + ((q < 0) & (q * y != x)).astype(q.dtype)
+            return q
+        with _quiet(xp):
+            return xp.trunc(x / y) if mode == "trunc" else xp.floor_divide(x, y)
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple:
+        # d round(x / y) = 0 almost everywhere; g * 0 keeps torch's nan for a nan or inf g
+        zero = g * 0
+        return zero, zero
+
+
+def _quiet(xp: Any) -> Any:
+    """numpy's errstate silencing x/0 warnings (torch gives inf/nan silently); a no-op for other backends."""
+    errstate = getattr(xp, "errstate", None)
+    return errstate(divide="ignore", invalid="ignore") if errstate is not None else contextlib.nullcontext()
 
 
 class Neg(Function):

@@ -57,6 +57,10 @@ SPECS: dict[str, list[Case]] = {
     "Mul": [Case(lambda lib, x, y: x * y, [(3, 4), (3, 1)]), Case(lambda lib, x: x * 3.0, [()])],
     "Div": [Case(lambda lib, x, y: x / y, [(3, 4), (3, 4)], domain="positive"),
             Case(lambda lib, x: 1.5 / x, [(4,)], domain="positive")],
+    # a rounded quotient is piecewise constant: zero gradient (quotients in (0.07, 0.3): no jump nearby)
+    "DivRounded": [Case(lambda lib, x, y: x.div(y * 0.0 + 7.0, rounding_mode="floor") + x, [(3, 4), (4,)],
+                        domain="positive"),
+                   Case(lambda lib, x, y: x.div(y + 6.0, rounding_mode="trunc") * y, [(5,), (5,)], domain="positive")],
     "Neg": [Case(lambda lib, x: -x, [(2, 3)])],
     "Pow": [Case(lambda lib, x, y: x ** y, [(3, 4), (3, 4)], domain="positive"),
             Case(lambda lib, x: 2.0 ** x, [(5,)])],

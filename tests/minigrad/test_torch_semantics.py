@@ -461,3 +461,184 @@ def test_clamp_with_numbers_promotes_like_torch(x, args):
 def test_clamp_without_bounds_raises():
     with pytest.raises(RuntimeError, match="At least one"):
         mg.ones(2).clamp()
+
+
+# ---------------------------------------------------------------- 4. what a PyTorch user reaches for
+
+A = np.random.default_rng(5).standard_normal((3, 4))
+B = np.random.default_rng(6).standard_normal((4,))
+
+
+@pytest.mark.parametrize("call", [
+    lambda m, x, y: x.add(y, alpha=2.5), lambda m, x, y: x.sub(y, alpha=-3), lambda m, x, y: x.add(2.0, alpha=3),
+    lambda m, x, y: m.add(x, y, alpha=0.5), lambda m, x, y: m.sub(x, y, alpha=2), lambda m, x, y: x.__add__(y, alpha=2),
+    lambda m, x, y: x.__sub__(y, alpha=0.25), lambda m, x, y: m.subtract(x, y), lambda m, x, y: m.multiply(x, y),
+    lambda m, x, y: x.mul(y), lambda m, x, y: m.div(x, y), lambda m, x, y: x.true_divide(y), lambda m, x, y: x.add(y)])
+def test_add_sub_alpha_and_the_method_spellings(call):
+    check(lambda x, y: call(mg, x, y), lambda x, y: call(torch, x, y), A, B)
+
+
+def test_rsub_alpha_and_integer_alpha_rules():
+    check(lambda x, y: x.__rsub__(y, alpha=2), lambda x, y: torch.rsub(x, y, alpha=2), A, B)
+    for ours, theirs in ((mg.tensor([1, 2]), torch.tensor([1, 2])),):
+        assert ours.add(ours, alpha=3).tolist() == theirs.add(theirs, alpha=3).tolist()
+        with pytest.raises(RuntimeError, match="alpha must not be a floating point"):
+            ours.add(ours, alpha=1.5)
+
+
+Q = np.array([[-7.0, 7.0, 3.5, -0.5, 0.0, 5.0], [1e300, -2.0, np.inf, -np.inf, np.nan, 9.0]])
+D = np.array([[2.0, -2.0, 0.0, 0.25, -3.0, 0.0], [1e-300, 3.0, 2.0, 2.0, 1.0, -0.0]])
+
+
+@pytest.mark.parametrize("mode", ["trunc", "floor"])
+def test_div_rounding_mode_floats_with_zero_gradient(mode):
+    for call in (lambda x, y: x.div(y, rounding_mode=mode), lambda x, y: x / y if mode is None else
+                 x.__truediv__(y, rounding_mode=mode), lambda x, y: (mg if isinstance(x, mg.Tensor) else torch).div(
+                     x, y, rounding_mode=mode)):
+        with np.errstate(all="ignore"):
+            check(call, call, Q, D)
+    if mode == "floor":  # torch has no derivative for floor_divide (backward raises); minigrad's is div's zero
+        for call in (lambda x, y: x // y, lambda x, y: 2.5 // y + x.floor_divide(1.5)):
+            ours, ref = call(mg.tensor(A), mg.tensor(B + 3)), call(torch.tensor(A), torch.tensor(B + 3))
+            np.testing.assert_array_equal(ours.numpy(), ref.numpy())
+
+
+@pytest.mark.parametrize("mode", ["trunc", "floor"])
+@pytest.mark.parametrize("dtype", ["int64", "int32"])
+def test_div_rounding_mode_integers(mode, dtype):
+    a = np.array([-7, 7, -6, 6, 0, -1, 5, -9]).astype(dtype)
+    b = np.array([2, -2, 3, -4, 5, 3, -1, 4]).astype(dtype)
+    out, ref = mg.tensor(a).div(mg.tensor(b), rounding_mode=mode), torch.tensor(a).div(torch.tensor(b), rounding_mode=mode)
+    assert TORCH_DTYPES[out.dtype] == ref.dtype and out.tolist() == ref.tolist()
+    out, ref = mg.tensor(a).div(2.5, rounding_mode=mode), torch.tensor(a).div(2.5, rounding_mode=mode)
+    assert TORCH_DTYPES[out.dtype] == ref.dtype and out.tolist() == ref.tolist()
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+        mg.tensor(a).div(mg.tensor(np.zeros_like(a)), rounding_mode=mode)
+    with pytest.raises(RuntimeError, match="rounding_mode"):
+        mg.tensor(a).div(2, rounding_mode="round")
+
+
+M3 = np.random.default_rng(7).standard_normal((3, 4, 5))
+MASK_CASES = [lambda r: r.standard_normal((3, 4, 5)) > 0, lambda r: r.standard_normal((3,)) > 0,
+              lambda r: r.standard_normal((3, 4)) > 0, lambda r: np.zeros((3,), bool), lambda r: np.ones((3, 4, 5), bool)]
+
+
+@pytest.mark.parametrize("make", MASK_CASES)
+def test_bool_mask_indexing_scatters_the_gradient_back(make):
+    mask = make(np.random.default_rng(0))
+    check(lambda x: x[mg.tensor(mask)], lambda x: x[torch.tensor(mask)], M3)
+
+
+@pytest.mark.parametrize("index", [
+    lambda T, r: (slice(None), T(r.standard_normal((4,)) > 0)), lambda T, r: (Ellipsis, T(r.standard_normal((5,)) > 0)),
+    lambda T, r: (T(r.standard_normal((3,)) > 0), slice(1, 3)), lambda T, r: (0, T(r.standard_normal((4, 5)) > 0)),
+    lambda T, r: (T(r.standard_normal((3, 4)) > 0), T(np.array([0, 0, 1, 4, 2, 3, 0, 1, 2, 3, 4, 0])[:0] + 1)[:0]),
+    lambda T, r: (None, T(r.standard_normal((3,)) > 0))])
+def test_bool_masks_mixed_with_other_indices(index):
+    def call(x):
+        T = (lambda a: mg.tensor(a)) if isinstance(x, mg.Tensor) else torch.tensor
+        idx = index(T, np.random.default_rng(1))
+        try:
+            return x[idx]
+        except (IndexError, RuntimeError):
+            return None
+    ref = call(torch.tensor(M3))
+    if ref is None:
+        pytest.skip("torch refuses this combination")
+    check(call, call, M3)
+
+
+def test_bool_mask_shape_mismatch_and_list_masks():
+    with pytest.raises(IndexError, match="shape of the mask"):
+        mg.tensor(M3)[mg.tensor(np.ones(2, bool))]
+    x = mg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    y = x[[True, False, True]]
+    y.sum().backward()
+    assert y.tolist() == [1.0, 3.0] and x.grad.tolist() == [1.0, 0.0, 1.0]
+    with pytest.raises(NotImplementedError, match="0-d bool"):
+        x[mg.tensor(True)]
+
+
+@pytest.mark.parametrize("fn", ["zeros_like", "ones_like"])
+@pytest.mark.parametrize("kw", [{}, {"dtype": "float64"}, {"device": "cpu"}, {"dtype": "int32", "device": "cpu"},
+                                {"requires_grad": True}, {"memory_format": "preserve_format"}])
+def test_zeros_ones_like_take_device_and_dtype(fn, kw):
+    src = mg.ones(2, 3, dtype="float32")
+    out = getattr(mg, fn)(src, **kw)
+    tkw = {k: (getattr(torch, v) if k in ("dtype", "memory_format") else v) for k, v in kw.items()}
+    ref = getattr(torch, fn)(torch.ones(2, 3), **tkw)
+    assert TORCH_DTYPES[out.dtype] == ref.dtype and out.shape == tuple(ref.shape) and out.tolist() == ref.tolist()
+    assert out.requires_grad == ref.requires_grad and str(out.device) == str(ref.device)
+    with pytest.raises(NotImplementedError, match="memory_format"):
+        getattr(mg, fn)(src, memory_format=torch.channels_last)
+    assert getattr(mg, fn)(src, mg.float64).dtype == mg.float64  # dtype positionally, a numpy dtype (falsy!)
+
+
+@pytest.mark.parametrize("args,kw", [((10, (3, 4)), {}), ((2, 10, (5,)), {}), ((10, ()), {}),
+                                     ((3, 7, (2, 2)), {"dtype": "float64"}), ((5,), {"size": (4,)}),
+                                     ((), {"low": 2, "high": 9, "size": (6,)}), ((), {"high": 3, "size": [2, 3]}),
+                                     ((-5, 5, (100,)), {"dtype": "int32"}), ((0, 4, (0, 5)), {})])
+def test_randint_signatures(args, kw):
+    out = mg.randint(*args, **kw)
+    tkw = {k: (getattr(torch, v) if k == "dtype" else v) for k, v in kw.items()}
+    ref = torch.randint(*args, **tkw)
+    assert TORCH_DTYPES[out.dtype] == ref.dtype and out.shape == tuple(ref.shape)
+    low = kw.get("low", args[0] if len(args) == 3 else 0)
+    high = kw.get("high", args[1] if len(args) == 3 else (args[0] if args else None))
+    assert out.numel() == 0 or (low <= out.numpy().min() and out.numpy().max() < high)
+    assert np.all(out.numpy() == np.round(out.numpy()))
+
+
+def test_randint_refusals():
+    with pytest.raises(TypeError, match="missing"):
+        mg.randint(10)
+    with pytest.raises(RuntimeError, match="less than"):
+        mg.randint(5, 5, (2,))
+    with pytest.raises(NotImplementedError, match="generator"):
+        mg.randint(5, (2,), generator=object())
+
+
+# ---------------------------------------------------------------- 6. .to() and clean refusals
+
+@pytest.mark.parametrize("args,kw,dtype,copied", [
+    (("float64", True, True), {}, "float64", True), (("float64", False, False), {}, "float64", True),
+    (("float32", False, True), {}, "float32", True), (("float32",), {}, "float32", False),
+    (("cpu", "float64", False, False), {"memory_format": "preserve_format"}, "float64", True),
+    (("cpu",), {"copy": True}, "float32", True), ((), {"dtype": "float64", "non_blocking": True}, "float64", True),
+    (("cpu", False, True), {}, "float32", True)])
+def test_to_reads_torchs_positional_non_blocking_and_copy(args, kw, dtype, copied):
+    x = mg.tensor(A.astype(np.float32), requires_grad=True)
+    out = x.to(*args, **kw)
+    assert out.dtype == np.dtype(dtype) and (out is not x) == copied
+    if copied:
+        assert not np.shares_memory(out.data, x.data) and out.requires_grad and out.grad_fn is not None
+        out.sum().backward()
+        assert x.grad.dtype == x.dtype and np.all(x.grad.numpy() == 1)
+    other = mg.zeros(2, dtype="float64")
+    assert x.to(other).dtype == mg.float64 and x.to(other, False, True).dtype == mg.float64
+
+
+@pytest.mark.parametrize("call,exc,match", [
+    (lambda x: x.to("float64", 3), TypeError, "non_blocking and copy"),
+    (lambda x: x.to("float64", memory_format="channels_last"), NotImplementedError, "to: memory_format"),
+    (lambda x: x.to(foo=1), TypeError, "foo"),
+    (lambda x: x.double(memory_format="channels_last"), NotImplementedError, "double: memory_format"),
+    (lambda x: x.contiguous(memory_format="channels_last"), NotImplementedError, "contiguous: memory_format"),
+    (lambda x: x.clone(memory_format="channels_last"), NotImplementedError, "clone: memory_format"),
+    (lambda x: x.sum(out=x), TypeError, "out"), (lambda x: mg.cat([x, x], out=x), TypeError, "out"),
+    (lambda x: x.view(mg.float64), TypeError, "view\\(dtype\\)"),
+    (lambda x: x.sum().backward(create_graph=True), NotImplementedError, "create_graph"),
+    (lambda x: x.sum().backward(inputs=[x]), NotImplementedError, "inputs"),
+    (lambda x: x.reshape(7), RuntimeError, "invalid for input of size 12")])
+def test_clean_refusals_name_the_op_and_argument(call, exc, match):
+    x = mg.tensor(A, requires_grad=True)
+    with pytest.raises(exc, match=match):
+        call(x)
+
+
+def test_backward_takes_torchs_gradient_argument():
+    x = mg.tensor(A, requires_grad=True)
+    (x * 2).backward(gradient=mg.ones(3, 4), retain_graph=None)
+    assert np.all(x.grad.numpy() == 2)
+    (x * 2).backward(mg.ones(3, 4))
+    assert np.all(x.grad.numpy() == 4)
