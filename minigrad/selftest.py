@@ -62,7 +62,7 @@ def _op_cases() -> list:
         ("cat/stack/split", [(3, 4), (3, 4)], {}, lambda x, _: mg.cat([x[0], x[1] * 2], 1) + mg.cat(list(mg.stack([x[0], x[1]], 0).sum(0).split(2, dim=1)) * 2, 1)),
         ("linear", [(6, 5, 8), (7, 8), (7,)], {}, lambda x, _: F.linear(x[0], x[1], x[2])),
         ("embedding (repeated ids)", [(11, 6)], {"ids": ((5, 13), 11)}, lambda x, i: F.embedding(i["ids"], x[0])),
-        ("softmax/log_softmax", [(5, 1025)], {}, lambda x, _: F.softmax(x[0] * 3) + F.log_softmax(x[0], dim=0)),
+        ("softmax/log_softmax", [(5, 1025)], {}, lambda x, _: F.softmax(x[0] * 3, dim=-1) + F.log_softmax(x[0], dim=0)),
         ("cross_entropy (ignore_index)", [(40, 17)], {"t": ((40,), 17)}, lambda x, i: F.cross_entropy(x[0] * 2, i["t"], ignore_index=3)),
         ("layer_norm", [(3, 7, 33), (33,), (33,)], {}, lambda x, _: F.layer_norm(x[0], 33, x[1], x[2])),
         ("gelu erf", [(4, 257)], {}, lambda x, _: F.gelu(x[0] * 3)),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 import minigrad as mg
-from minigrad import backend
+from minigrad import backend, distributed
 from tinygpt import checkpoint
 from tinygpt.checkpoint import RunError
 from tinygpt.cli import Parser, UsageError, check_range, explicit_options, silence_stdout
@@ -77,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", default=None, help="continue the run in this folder (in place, or into --out)")
     p.add_argument("--cache-dir", default="data/cache", help="where tokenizers and token ids are cached")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--dist", default="auto", choices=["auto", "none", "mpi", "nccl"],
+                   help="data parallel: auto = mpi (CPU) or nccl (GPU) when launched by mpiexec -n N, else none")
     return p
 
 
@@ -157,19 +160,45 @@ def to_device(a: np.ndarray, model: TinyGPT) -> Any:
 def main(argv: list[str] | None = None) -> int:
     mg.tune_malloc()  # keep freed heap memory for the next step (glibc only; see minigrad/ops/buffers.py)
     parser = build_parser()
+    args = None
     try:
         args = parser.parse_args(argv)
         given = explicit_options(parser, argv)
         return train(args, given)
-    except (UsageError, DataError, RunError, backend.CudaUnavailableError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (UsageError, DataError, RunError, backend.CudaUnavailableError, distributed.DistributedError) as e:
+        return _fail_rank(args, f"error: {e}", 2)
     except KeyboardInterrupt:
         print("\ninterrupted before training started: nothing was saved", file=sys.stderr)
         return 130
     except BrokenPipeError:  # stdout's reader went away (| head): stop quietly; the last checkpoint stands
         silence_stdout()
         return 141
+    except Exception as e:  # a bug or a failing device: with several ranks, end them all (no hang)
+        comm = getattr(args, "comm", None)
+        if comm is None or comm.size == 1:
+            raise
+        import traceback
+        traceback.print_exc()
+        return _fail_rank(args, f"error: {type(e).__name__}: {e}", 1)
+
+
+def _fail_rank(args: Any, line: str, code: int) -> int:
+    """Print a fatal error once (rank 0, or the rank it happened on) and, with several ranks, end them all."""
+    comm = getattr(args, "comm", None)
+    if comm is None or comm.size == 1:
+        if distributed.env_rank() == 0:  # an option error: every rank has it; rank 0 says it
+            print(line, file=sys.stderr)
+        return code
+    print(line if comm.rank == 0 else f"rank {comm.rank}: {line}", file=sys.stderr, flush=True)
+    comm.abort(code)  # the other ranks may wait in a collective: end the whole job now
+    return code
+
+
+def say(args: Any, *what: Any, **kw: Any) -> None:
+    """print() on rank 0 only (every rank runs the same code; one of them talks)."""
+    comm = getattr(args, "comm", None)
+    if comm is None or comm.rank == 0:
+        print(*what, **kw)
 
 
 # ------------------------------------------------------------------------------------ set-up
@@ -243,22 +272,33 @@ def setup(args: Any, given: set[str]) -> tuple:
     args.overrides = []
     saved = apply_resume(args, given) if args.resume else None
     check_args(args)
-    try:
-        dev = backend.device(args.device)
-    except ValueError as e:
-        raise UsageError(f"--device: {e}") from None
     if args.resume and (args.out is None or Path(args.out).resolve() == Path(args.resume).resolve()):
         out = Path(args.resume)
         if args.overwrite:
             raise UsageError("--overwrite with --resume would delete the run being resumed")
     else:
         out = choose_out(args, given)
+    try:
+        comm, dev = distributed.init(args.dist, args.device)
+    except ValueError as e:
+        raise UsageError(f"--device: {e}") from None
+    args.comm = comm
+    saved_world = saved["state"].get("world_size", 1) if saved else comm.size
+    if saved_world != comm.size:
+        raise UsageError(f"--resume {args.resume}: the run was trained with {saved_world} rank(s); resume it with "
+                         f"the same number (mpiexec -n {saved_world})")
+    if comm.size > 1:
+        out = Path(comm.bcast_host(str(out)))  # rank 0's choice: a rank looking later would see its folder
+        if args.batch_size % comm.size:
+            raise UsageError(f"--batch-size {args.batch_size} is not divisible by the {comm.size} ranks (each rank "
+                             f"takes an equal share of every micro-batch)")
     args.out = str(out)
-    print(f"run folder: {out}" + (" (continuing the run)" if out == Path(args.resume or "") else
-                                   " (replacing the run there)" if args.overwrite and checkpoint.holds_run(out)
-                                   else " (new)"), flush=True)
+    say(args, f"run folder: {out}" + (" (continuing the run)" if out == Path(args.resume or "") else
+                                      " (replacing the run there)" if args.overwrite and checkpoint.holds_run(out)
+                                      else " (new)")
+        + (f", {comm.size} ranks over {comm.backend}" if comm.size > 1 else ""), flush=True)
     for line in args.overrides:
-        print(line)
+        say(args, line)
     del args.overrides
     base = PRESETS[args.preset]
     args.tokenizer = args.tokenizer or ("char" if args.preset == "shakespeare-char" else "bpe")
@@ -266,7 +306,7 @@ def setup(args: Any, given: set[str]) -> tuple:
         args.block_size = base.block_size
     corpus = load_corpus(args.data)
     mg.set_default_dtype(args.dtype)
-    mg.manual_seed(args.seed)
+    mg.manual_seed(rank_seed(args.seed, comm.rank))  # rank 0: the seed itself; the others' dropout differs
     if saved:  # every file of the run is checked before any tokenizing or writing
         src = Path(args.resume)
         expected = saved["state"].get("corpus_sha256")
@@ -287,11 +327,10 @@ def setup(args: Any, given: set[str]) -> tuple:
         for group in optimizer.param_groups:  # options given now win over the saved ones
             group["betas"] = (args.beta1, args.beta2)
         optimizer.param_groups[0]["weight_decay"] = args.weight_decay  # group 0 decays, group 1 never
-        state = _restored_state(saved, src, dev)
-        data = prepare(args.data, args.tokenizer, base.vocab_size, args.block_size, args.cache_dir, tokenizer,
-                       corpus)
+        state = _restored_state(saved, src, dev, comm.rank)
+        data = _prepare_rank0_first(args, base, tokenizer, corpus)
     else:
-        data = prepare(args.data, args.tokenizer, base.vocab_size, args.block_size, args.cache_dir, None, corpus)
+        data = _prepare_rank0_first(args, base, None, corpus)
         overrides: dict = {"vocab_size": data.tokenizer.vocab_size}
         if args.dropout is not None:
             overrides["dropout"] = args.dropout
@@ -302,7 +341,20 @@ def setup(args: Any, given: set[str]) -> tuple:
         args.max_steps = max(1, int(args.epochs * len(data.train)
                                     / (args.batch_size * args.grad_accum * args.block_size)))
     state["corpus_sha256"] = data.digest
+    state["world_size"] = comm.size
+    comm.broadcast_(optimizer._flat.data)  # every rank starts from rank 0's parameters
     return dev, data, cfg, model, optimizer, state
+
+
+def _prepare_rank0_first(args: Any, base: GPTConfig, tokenizer: Any, corpus: tuple) -> Any:
+    """prepare() on rank 0 first (it may train the tokenizer and fill the cache), then on the others."""
+    comm = args.comm
+    if comm.rank != 0:
+        comm.barrier()
+    data = prepare(args.data, args.tokenizer, base.vocab_size, args.block_size, args.cache_dir, tokenizer, corpus)
+    if comm.rank == 0 and comm.size > 1:
+        comm.barrier()
+    return data
 
 
 def _model_and_optimizer(cfg: GPTConfig, dev: Any, args: Any) -> tuple:
@@ -312,12 +364,18 @@ def _model_and_optimizer(cfg: GPTConfig, dev: Any, args: Any) -> tuple:
     return model, optimizer
 
 
-def _restored_state(saved: dict, src: Path, dev: Any) -> dict:
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of a rank's own random stream (dropout): the run's seed on rank 0, derived from it elsewhere."""
+    return seed if rank == 0 else int(np.random.SeedSequence([seed, rank]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def _restored_state(saved: dict, src: Path, dev: Any, rank: int = 0) -> dict:
     state = dict(saved["state"])
     try:
         np.random.default_rng().bit_generator.state = state["batch_rng"]  # checked here, used by the loop
-        if dev.type == "cpu" and state.get("device_rng"):
-            dev.rng.bit_generator.state = state["device_rng"]
+        device_rng = (state.get("device_rng_ranks") or [state.get("device_rng")])[rank]
+        if dev.type == "cpu" and device_rng:
+            dev.rng.bit_generator.state = device_rng
         state["tokens_seen"] = int(state.get("tokens_seen", 0))
     except (KeyError, TypeError, ValueError) as e:
         raise RunError(f"{src / 'config.json'}: invalid random-generator state ({type(e).__name__}: {e})") from None
@@ -353,13 +411,18 @@ def accumulate_gradients(model: TinyGPT, optimizer: Any, ids: np.ndarray, args: 
 
     The windows are drawn as one batch of batch_size * grad_accum and split, so with grad_accum N the
     step equals one of batch_size * N (same windows; the loss and gradients are means over all of them).
+    With several ranks every rank draws the same windows and takes its own equal share of each
+    micro-batch; the caller averages the ranks' gradients and losses.
     """
     n, b = args.grad_accum, args.batch_size
     x, y = get_batch(ids, b * n, args.block_size, rng)
+    comm = getattr(args, "comm", None)
+    share, rank = (b // comm.size, comm.rank) if comm is not None else (b, 0)  # this rank's part of a micro-batch
     optimizer.zero_grad()
     total = 0.0
     for i in range(n):
-        _, loss = model(to_device(x[i * b:(i + 1) * b], model), to_device(y[i * b:(i + 1) * b], model))
+        rows = slice(i * b + rank * share, i * b + (rank + 1) * share)
+        _, loss = model(to_device(x[rows], model), to_device(y[rows], model))
         value = loss.item()
         if not math.isfinite(value):
             return value
@@ -375,51 +438,61 @@ def params_finite(model: TinyGPT) -> bool:
 def train(args: Any, given: "set[str] | None" = None) -> int:
     given = set(vars(args)) if given is None else given
     dev, data, cfg, model, optimizer, state = setup(args, given)
+    comm = args.comm
+    lead = comm.rank == 0  # rank 0 writes the run folder and talks; every rank trains
     run = Path(args.out)
     n_params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
-    print(f"corpus: {data.name}, {data.n_chars / 1e6:.2f} M chars -> {len(data.train):,} train / "
-          f"{len(data.val):,} val tokens ({args.tokenizer}, vocab {data.tokenizer.vocab_size})")
-    print(f"model: {args.preset}, {n_params / 1e6:.2f} M parameters, context {cfg.block_size}, on {dev}, "
-          f"{args.dtype}; training {args.max_steps} steps of {args.batch_size}x{args.block_size} tokens"
-          f"{f' x {args.grad_accum} micro-batches' if args.grad_accum > 1 else ''} -> {run}")
+    say(args, f"corpus: {data.name}, {data.n_chars / 1e6:.2f} M chars -> {len(data.train):,} train / "
+        f"{len(data.val):,} val tokens ({args.tokenizer}, vocab {data.tokenizer.vocab_size})")
+    say(args, f"model: {args.preset}, {n_params / 1e6:.2f} M parameters, context {cfg.block_size}, on {dev}, "
+        f"{args.dtype}; training {args.max_steps} steps of {args.batch_size}x{args.block_size} tokens"
+        f"{f' x {args.grad_accum} micro-batches' if args.grad_accum > 1 else ''} -> {run}")
     if state["step"] >= args.max_steps:
-        if Path(args.resume).resolve() == run.resolve():
+        if lead and Path(args.resume).resolve() == run.resolve():
             checkpoint.finish_commit(run)  # still sweep what a killed final save left
-        print(f"nothing to do: the run is at step {state['step']} of --max-steps {args.max_steps}; train further "
-              f"with --resume {args.resume} --max-steps N (N > {state['step']})")
+        say(args, f"nothing to do: the run is at step {state['step']} of --max-steps {args.max_steps}; train "
+            f"further with --resume {args.resume} --max-steps N (N > {state['step']})")
         return 0
     resumed_from = Path(args.resume) if args.resume else None
-    _open_run_folder(run, args, resumed_from, state["step"])
+    if lead:
+        _open_run_folder(run, args, resumed_from, state["step"])
+    comm.barrier()
     last_good = (resumed_from, state["step"]) if resumed_from else None
     batch_rng = np.random.default_rng()
-    batch_rng.bit_generator.state = state["batch_rng"]
-    metrics = open(run / "metrics.jsonl", "a", encoding="utf-8")
+    batch_rng.bit_generator.state = state["batch_rng"]  # the same on every rank: all draw the same windows
+    metrics = open(run / "metrics.jsonl", "a", encoding="utf-8") if lead else open(os.devnull, "w")
 
-    def save(step: int) -> None:
-        state.update(step=step, batch_rng=batch_rng.bit_generator.state,
-                     device_rng=dev.rng.bit_generator.state if dev.type == "cpu" else None)
-        checkpoint.save_checkpoint(run, model, optimizer, data.tokenizer, cfg, {"args": vars(args), "state": state})
+    def save(step: int) -> None:  # every rank calls it (the RNG states are gathered); rank 0 writes
+        rngs = comm.gather_host(dev.rng.bit_generator.state if dev.type == "cpu" else None)
+        state.update(step=step, batch_rng=batch_rng.bit_generator.state, device_rng=rngs[0],
+                     device_rng_ranks=rngs if comm.size > 1 else None)
+        if lead:
+            checkpoint.save_checkpoint(run, model, optimizer, data.tokenizer, cfg,
+                                       {"args": _saved_args(args), "state": state})
 
-    def fail(message: str) -> int:
+    def fail(message: str) -> int:  # the values checked are all-reduced: every rank fails at the same step
         bar.close()
         where = f"{last_good[0]} (step {last_good[1]})" if last_good else "none was written yet"
-        print(f"\nerror: {message}; stopping. Last good checkpoint: {where}", file=sys.stderr)
+        say(args, f"\nerror: {message}; stopping. Last good checkpoint: {where}", file=sys.stderr)
         return 1
 
-    bar = _progress(args, state["step"])
+    bar = _progress(args, state["step"], disable=not lead)
     step, saved_step = state["step"], state["step"]
     t_start, t_steps, tokens_at_start = time.perf_counter(), 0.0, state["tokens_seen"]
     tok_per_step = args.batch_size * args.grad_accum * args.block_size
     try:
         with StopRequest() as stop:
-            while step < args.max_steps and stop.signum is None:
+            while step < args.max_steps:
                 t0 = time.perf_counter()
                 lr = lr_at(step, args)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 loss_value = accumulate_gradients(model, optimizer, data.train, args, batch_rng)
+                # one small all-reduce: the step's mean loss over ranks and whether any rank was asked to stop
+                loss_value, stopping = comm.all_reduce_host([loss_value / comm.size, stop.signum is not None])
                 if not math.isfinite(loss_value):
                     return fail(f"loss is {loss_value} at step {step + 1}")
+                comm.all_reduce_(optimizer.flat_grad, average=True)  # the mean gradient, before clipping
                 if args.grad_clip > 0:
                     norm = float(mg.optim.clip_grad_norm_(model.parameters(), args.grad_clip).item())
                     if not math.isfinite(norm):
@@ -436,35 +509,41 @@ def train(args: Any, given: "set[str] | None" = None) -> int:
                 if step % args.eval_interval == 0 or step == args.max_steps:
                     if not params_finite(model):
                         return fail(f"parameters became non-finite at step {step}")
-                    losses = estimate_loss(model, data, args, step)
-                    sample = generate_text(model, data.tokenizer, "", args.sample_tokens, seed=args.seed + step)
-                    bar.write(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}, "
-                              f"{tps:,.0f} tokens/s | sample: {sample[:200]!r}")
-                    metrics.write(json.dumps({"step": step, "train_loss": losses["train"],
-                                              "val_loss": losses["val"], "tokens_per_s": tps,
-                                              "sample": sample}) + "\n")
-                    metrics.flush()
+                    if lead:
+                        losses = estimate_loss(model, data, args, step)
+                        sample = generate_text(model, data.tokenizer, "", args.sample_tokens, seed=args.seed + step)
+                        bar.write(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}, "
+                                  f"{tps:,.0f} tokens/s | sample: {sample[:200]!r}")
+                        metrics.write(json.dumps({"step": step, "train_loss": losses["train"],
+                                                  "val_loss": losses["val"], "tokens_per_s": tps,
+                                                  "sample": sample}) + "\n")
+                        metrics.flush()
                     save(step)
                     saved_step, last_good = step, (run, step)
-            if stop.signum is not None:
+                if stopping or (comm.size == 1 and stop.signum is not None):  # one rank: stop after this step
+                    break
+            # with several ranks only the all-reduced flag is known to agree (save() is collective)
+            if stopping or (comm.size == 1 and stop.signum is not None):
                 bar.close()
                 if step != saved_step:
                     if not params_finite(model):
                         return fail(f"parameters became non-finite at step {step}")
                     save(step)
-                print(f"\ninterrupted: checkpoint of step {step} saved to {run}; continue with --resume {run}")
-                return 128 + stop.signum
+                say(args, f"\ninterrupted: checkpoint of step {step} saved to {run}; continue with --resume {run}")
+                return 128 + (stop.signum or signal.SIGINT)
     except KeyboardInterrupt:
         bar.close()
         step_now = checkpoint.committed_step(run)  # a save the second Ctrl-C cut short may have committed
         where = (f"{run} (step {step_now})" if step_now is not None and (last_good is None or last_good[0] == run)
                  else f"{last_good[0]} (step {last_good[1]})" if last_good else "none")
-        print(f"\ninterrupted twice: stopped without saving; the last checkpoint is {where}", file=sys.stderr)
+        say(args, f"\ninterrupted twice: stopped without saving; the last checkpoint is {where}", file=sys.stderr)
         return 130
     finally:
         metrics.close()
     bar.close()
     wall = time.perf_counter() - t_start
+    if not lead:
+        return 0
     final = _last_eval(run)
     try:
         _plot(run)
@@ -476,6 +555,11 @@ def train(args: Any, given: "set[str] | None" = None) -> int:
           f"{(state['tokens_seen'] - tokens_at_start) / max(t_steps, 1e-9):,.0f} tokens/s in training steps "
           f"(eval and checkpoints excluded), wall {wall:.1f} s")
     return 0
+
+
+def _saved_args(args: Any) -> dict:
+    """The options as config.json keeps them (not the communicator)."""
+    return {k: v for k, v in vars(args).items() if k != "comm"}
 
 
 def _open_run_folder(run: Path, args: Any, resumed_from: "Path | None", step: int) -> None:
@@ -509,9 +593,10 @@ def _copy_metrics(source: "Path | None", target: Path, step: int) -> None:
     atomic_write_text(target, "".join(keep))
 
 
-def _progress(args: Any, start: int) -> Any:
+def _progress(args: Any, start: int, disable: bool = False) -> Any:
     from tqdm import tqdm
-    return tqdm(total=args.max_steps, initial=start, disable=args.no_progress, unit="step", dynamic_ncols=True)
+    return tqdm(total=args.max_steps, initial=start, disable=args.no_progress or disable, unit="step",
+                dynamic_ncols=True)
 
 
 def _last_eval(run: Path) -> dict:

@@ -144,11 +144,11 @@ def resume_exactly(run: Path, ref: Ref, max_steps: int = STEPS) -> None:
     at_start: list = []
     real_progress = train._progress
 
-    def probe(args, start):  # called right after the run folder is opened, before the first step
+    def probe(args, start, **kw):  # called right after the run folder is opened, before the first step
         cfg = checkpoint.read_config(run)
         at_start.append((dotfiles(run), {n: hashlib.sha256((run / n).read_bytes()).hexdigest()
                                          == cfg["files"][n]["sha256"] for n in checkpoint.FILES}))
-        return real_progress(args, start)
+        return real_progress(args, start, **kw)
 
     train._progress = probe
     try:
