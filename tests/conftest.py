@@ -73,6 +73,8 @@ SKIP_GROUPS = [
     ("no-gpu-only", lambda r: "a GPU is present" in r, "they check the no-GPU messages: expected on a GPU machine"),
     ("g++", lambda r: "g++" in r, "need a C++ compiler: g++"),
     ("python", lambda r: "Python <" in r, "need Python >= 3.11"),
+    ("dist", lambda r: "[dist]" in r or "mpi4py" in r or "mpiexec" in r, 'data parallel: pip install -e ".[dist]"'),
+    ("dev", lambda r: '".[dev]"' in r, 'notebooks: pip install -e ".[dev]"'),
 ]
 
 
