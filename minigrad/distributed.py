@@ -39,7 +39,7 @@ class Single:
     """One process: every collective is a no-op."""
 
     backend = "none"
-    rank, size, local_rank = 0, 1, 0
+    rank, size, local_rank, local_size = 0, 1, 0, 1
 
     def broadcast_(self, array: Any, root: int = 0) -> Any:
         return array
@@ -80,7 +80,7 @@ class MPI(Single):
         self._mpi = mpi
         self.comm = comm if comm is not None else mpi.COMM_WORLD
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
-        self.local_rank = _local_rank(self.comm)
+        self.local_rank, self.local_size = _on_this_host(self.comm, mpi)
 
     def broadcast_(self, array: Any, root: int = 0) -> Any:
         host = self._to_host(array)
@@ -164,15 +164,17 @@ class NCCL(MPI):
         return array
 
 
-def _local_rank(comm: Any) -> int:
-    for var in _LOCAL_RANK_VARS:
-        value = os.environ.get(var)
-        if value and value.isdigit():
-            return int(value)
-    try:  # ranks on the same host, numbered
-        return comm.Split_type(comm.COMM_TYPE_SHARED if hasattr(comm, "COMM_TYPE_SHARED") else 0).Get_rank()
-    except Exception:
-        return comm.Get_rank()
+def _on_this_host(comm: Any, mpi: Any) -> tuple:
+    """(this rank's number among the ranks on its host, how many ranks share the host)."""
+    try:
+        node = comm.Split_type(mpi.COMM_TYPE_SHARED)
+        return node.Get_rank(), node.Get_size()
+    except Exception:  # a fake or limited communicator: the launcher's variables, else one rank per host
+        for var in _LOCAL_RANK_VARS:
+            value = os.environ.get(var)
+            if value and value.isdigit():
+                return int(value), int(os.environ.get("MPI_LOCALNRANKS", "1"))
+        return 0, 1
 
 
 def init(backend: str = "auto", device_name: str = "cpu") -> tuple:

@@ -283,6 +283,7 @@ def setup(args: Any, given: set[str]) -> tuple:
     except ValueError as e:
         raise UsageError(f"--device: {e}") from None
     args.comm = comm
+    threads = _share_cores(comm, dev)
     saved_world = saved["state"].get("world_size", 1) if saved else comm.size
     if saved_world != comm.size:
         raise UsageError(f"--resume {args.resume}: the run was trained with {saved_world} rank(s); resume it with "
@@ -296,7 +297,8 @@ def setup(args: Any, given: set[str]) -> tuple:
     say(args, f"run folder: {out}" + (" (continuing the run)" if out == Path(args.resume or "") else
                                       " (replacing the run there)" if args.overwrite and checkpoint.holds_run(out)
                                       else " (new)")
-        + (f", {comm.size} ranks over {comm.backend}" if comm.size > 1 else ""), flush=True)
+        + (f", {comm.size} ranks over {comm.backend}" if comm.size > 1 else "")
+        + (f", {threads} thread(s) each" if threads else ""), flush=True)
     for line in args.overrides:
         say(args, line)
     del args.overrides
@@ -344,6 +346,21 @@ def setup(args: Any, given: set[str]) -> tuple:
     state["world_size"] = comm.size
     comm.broadcast_(optimizer._flat.data)  # every rank starts from rank 0's parameters
     return dev, data, cfg, model, optimizer, state
+
+
+def _share_cores(comm: Any, dev: Any) -> "int | None":
+    """Ranks on one host split its cores: minigrad's and BLAS's threads per rank = cores / ranks here."""
+    if comm.size == 1 or dev.type != "cpu":
+        return None
+    from minigrad.ops import parallel
+    per_rank = max(1, parallel.num_threads() // comm.local_size)
+    parallel.set_num_threads(per_rank)
+    try:
+        import threadpoolctl
+        _share_cores.limits = threadpoolctl.threadpool_limits(per_rank)  # kept for the whole run
+    except ImportError:
+        pass
+    return per_rank
 
 
 def _prepare_rank0_first(args: Any, base: GPTConfig, tokenizer: Any, corpus: tuple) -> Any:
