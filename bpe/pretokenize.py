@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from typing import Callable
+from typing import Any, Callable
 
 import regex
 
@@ -200,3 +200,196 @@ def bytes_to_token(data: bytes) -> str:
 def token_to_bytes(token: str) -> bytes:
     """Raw bytes of a byte-level token string; KeyError if a character is not a byte stand-in."""
     return bytes(CHAR_TO_BYTE[c] for c in token)
+
+
+# -- Hugging Face pre-tokenizer chains ----------------------------------------------------------
+
+SPLIT_BEHAVIORS = ("Isolated", "Removed", "MergedWithPrevious", "MergedWithNext", "Contiguous")
+
+
+def _match_spans(rx: regex.Pattern, text: str) -> list[tuple[int, int]]:
+    """Match spans in the order Oniguruma's find_iter gives them (see _onig_spans)."""
+    spans = [m.span() for m in rx.finditer(text)]
+    if any(s == e for s, e in spans):
+        spans = _onig_spans(rx.search, text)
+    return spans
+
+
+def _split_step(rx: regex.Pattern, behavior: str, invert: bool) -> Callable[[str], list[str]]:
+    """One HF Split on one piece: NormalizedString::split with the behavior, empty pieces dropped."""
+    if behavior == "Isolated" and not invert:
+        findall = rx.findall if not rx.groups else None
+
+        def isolated(text: str) -> list[str]:
+            if findall is not None:
+                found = findall(text)
+                if len("".join(found)) == len(text) and "" not in found:
+                    return found
+            return _pieces(text, _match_spans(rx, text))
+        return isolated
+
+    def run(text: str) -> list[str]:
+        if not text:
+            return []
+        parts: list[tuple[int, int, bool]] = []  # (start, end, is_match): HF's find_matches, gaps included
+        prev = 0
+        for s, e in _match_spans(rx, text):
+            if prev != s:
+                parts.append((prev, s, False))
+            parts.append((s, e, True))
+            prev = e
+        if prev != len(text):
+            parts.append((prev, len(text), False))
+        if invert:
+            parts = [(s, e, not m) for s, e, m in parts]
+        out: list[list] = []  # [start, end, remove]
+        if behavior == "Isolated":
+            out = [[s, e, False] for s, e, _ in parts]
+        elif behavior == "Removed":
+            out = [[s, e, m] for s, e, m in parts]
+        elif behavior == "Contiguous":
+            previous = False
+            for s, e, m in parts:
+                if m == previous and out:
+                    out[-1][1] = e
+                else:
+                    out.append([s, e, False])
+                previous = m
+        elif behavior == "MergedWithPrevious":
+            previous = False
+            for s, e, m in parts:
+                if m and not previous and out:
+                    out[-1][1] = e
+                else:
+                    out.append([s, e, False])
+                previous = m
+        else:  # MergedWithNext
+            previous = False
+            for s, e, m in reversed(parts):
+                if m and not previous and out:
+                    out[-1][0] = s
+                else:
+                    out.append([s, e, False])
+                previous = m
+            out.reverse()
+        return [text[s:e] for s, e, remove in out if not remove and e > s]
+    return run
+
+
+def _pieces(text: str, spans: list[tuple[int, int]]) -> list[str]:
+    out: list[str] = []
+    prev = 0
+    for s, e in spans:
+        if s > prev:
+            out.append(text[prev:s])
+        if e > s:
+            out.append(text[s:e])
+        prev = e
+    if prev < len(text):
+        out.append(text[prev:])
+    return out
+
+
+class PreTokenizer:
+    """A tokenizer.json pre_tokenizer of the byte-level family: Splits, then ByteLevel.
+
+    `pattern` is set when the chain is one plain split (Split(Isolated) + ByteLevel(use_regex=false),
+    or ByteLevel(use_regex=true) alone, possibly with add_prefix_space on the whole text), which
+    encodes on the fast path; otherwise `split(text)` runs the steps in order, as Hugging Face does:
+    each Split on every piece, then ByteLevel's prefix space on every piece that does not start
+    with one, then (use_regex) the GPT-2 split of each piece.
+    """
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+        steps = _flatten_pre_tokenizer(node)
+        *splits, last = steps
+        self.add_prefix_space = bool(last.get("add_prefix_space", False))
+        use_regex = bool(last.get("use_regex", True))
+        self._steps: list[Callable[[str], list[str]]] = []
+        self.patterns: list[str] = []
+        plain = []
+        for step in splits:
+            rx, source = _read_split(step)
+            behavior, invert = step.get("behavior", "Isolated"), bool(step.get("invert", False))
+            plain.append(behavior == "Isolated" and not invert)
+            self.patterns.append(source)
+            self._steps.append(_split_step(rx, behavior, invert))
+        self.use_regex = use_regex
+        if use_regex:
+            self._gpt2 = regex.compile(GPT2_PATTERN).findall
+        # the fast path: one regex split of the whole text
+        self.pattern: str | None = None
+        if not splits and use_regex:
+            self.pattern = GPT2_PATTERN
+        elif len(splits) == 1 and plain[0] and not use_regex and not self.add_prefix_space:
+            self.pattern = self.patterns[0]
+
+    def split(self, text: str) -> list[str]:
+        pieces = [text] if text else []
+        for step in self._steps:
+            pieces = [p for piece in pieces for p in step(piece)]
+        if self.add_prefix_space:
+            pieces = [p if p.startswith(" ") else " " + p for p in pieces]
+        if self.use_regex:
+            findall = self._gpt2
+            pieces = [p for piece in pieces for p in findall(piece)]
+        return pieces
+
+
+def _flatten_pre_tokenizer(node: Any) -> list[dict]:
+    """The steps of a pre_tokenizer, nested Sequences flattened; one line naming what is not supported."""
+    from .normalize import UnsupportedComponent
+    if not isinstance(node, dict):
+        raise UnsupportedComponent(f"unsupported pre_tokenizer {node!r} (expected ByteLevel, or a Sequence of "
+                                   f"Splits then ByteLevel)")
+    steps: list[dict] = []
+
+    def walk(n: Any) -> None:
+        if not isinstance(n, dict):
+            raise UnsupportedComponent(f"unsupported pre_tokenizer step {n!r}")
+        if n.get("type") == "Sequence":
+            items = n.get("pretokenizers")
+            if not isinstance(items, list):
+                raise UnsupportedComponent("pre_tokenizer Sequence needs a list 'pretokenizers'")
+            for item in items:
+                walk(item)
+        else:
+            steps.append(n)
+    walk(node)
+    kinds = [s.get("type") for s in steps]
+    for i, kind in enumerate(kinds):
+        if kind not in ("Split", "ByteLevel"):
+            raise UnsupportedComponent(f"unsupported pre_tokenizer {kind!r} (bpe supports Split and ByteLevel, "
+                                       f"and Sequences of Splits followed by ByteLevel)")
+        if kind == "ByteLevel" and i != len(kinds) - 1:
+            raise UnsupportedComponent(f"unsupported pre_tokenizer Sequence {kinds}: ByteLevel must be the last step")
+    if not kinds or kinds[-1] != "ByteLevel":
+        raise UnsupportedComponent(f"unsupported pre_tokenizer {kinds}: no ByteLevel step, so not a byte-level BPE")
+    return steps
+
+
+def _read_split(step: dict) -> tuple[regex.Pattern, str]:
+    from .normalize import UnsupportedComponent
+    behavior = step.get("behavior", "Isolated")
+    if behavior not in SPLIT_BEHAVIORS:
+        raise UnsupportedComponent(f"unsupported Split behavior {behavior!r}")
+    spec = step.get("pattern")
+    if isinstance(spec, dict) and isinstance(spec.get("Regex"), str):
+        source = from_oniguruma(spec["Regex"])
+    elif isinstance(spec, dict) and isinstance(spec.get("String"), str):
+        source = regex.escape(spec["String"]) if spec["String"] else "(?!)"
+    else:
+        raise UnsupportedComponent(f"Split pattern must be {{'Regex': ...}} or {{'String': ...}}, got {spec!r}")
+    try:
+        return regex.compile(source), source
+    except regex.error as exc:
+        raise UnsupportedComponent(f"Split pattern does not compile with the regex package: {exc}") from None
+
+
+def from_oniguruma(pattern: str) -> str:
+    """A tokenizer.json Split regex (Oniguruma syntax) as the `regex` package reads it."""
+    if pattern == GPT4_PATTERN_HF:
+        return GPT4_PATTERN
+    # Oniguruma reads `X{m,n}+` as `(X{m,n})+`, the `regex` package as possessive: keep HF's meaning.
+    return rewrite_counted_plus(pattern, lambda body, repeat: f"(?:{body}{repeat})+")

@@ -13,8 +13,10 @@ from typing import Iterable, Union
 
 import regex
 
+from .added import AddedToken, Matcher, hf_decoded_bytes
+from .normalize import compile_normalizer
 from .pretokenize import (
-    BYTES_IN_HF_ORDER, GPT2_PATTERN, GPT4_PATTERN, GPT4_PATTERN_HF, ascii_findall, bytes_to_token,
+    BYTES_IN_HF_ORDER, GPT2_PATTERN, GPT4_PATTERN, GPT4_PATTERN_HF, PreTokenizer, ascii_findall, bytes_to_token,
     resolve_pattern, splitter, token_to_bytes,
 )
 
@@ -58,36 +60,77 @@ class Tokenizer:
 
     def __init__(
         self,
-        id_to_bytes: list[bytes],
+        id_to_bytes: list[bytes | None],
         merges: list[tuple[int, int]],
         special_tokens: dict[str, int],
         pattern: str = "gpt4",
         *,
         add_prefix_space: bool = False,
         ignore_merges: bool = False,
+        normalizer: dict | None = None,
+        pre_tokenizer: dict | None = None,
+        added_tokens: Iterable[AddedToken] | None = None,
     ) -> None:
+        """id_to_bytes[i] is token i's bytes, None for an id the vocabulary leaves unused (a gap).
+
+        special_tokens: content -> id of special added tokens (matched only when allowed), or give
+        `added_tokens` (AddedToken with Hugging Face's flags) instead. `normalizer` and
+        `pre_tokenizer` are tokenizer.json nodes (dicts); a pre_tokenizer replaces `pattern` and
+        `add_prefix_space`.
+        """
         self._id_to_bytes = list(id_to_bytes)
-        self._special = dict(special_tokens)
+        if added_tokens is None:
+            added_tokens = [AddedToken(s, i) for s, i in special_tokens.items()]
+        self._added: list[AddedToken] = list(added_tokens)
+        self._added_by_id = {t.id: t for t in self._added}
+        if len(self._added_by_id) != len(self._added):
+            raise ValueError("two added tokens have the same id")
+        for t in self._added:
+            if not 0 <= t.id < len(self._id_to_bytes):
+                raise ValueError(f"added token {t.content!r} has id {t.id}, outside the vocabulary's "
+                                 f"{len(self._id_to_bytes)} ids")
+        self._special = {t.content: t.id for t in self._added if t.special}
         self._special_by_id = {i: s for s, i in self._special.items()}
-        self._bytes_to_id = {b: i for i, b in enumerate(self._id_to_bytes) if i not in self._special_by_id}
+        self._normalize = compile_normalizer(normalizer)
+        self._normalizer_node = normalizer
+        for t in self._added:  # what decode gives (HF decodes a normalized token's normalized form)
+            shown = self._normalize(t.content) if t.normalized and self._normalize else t.content
+            self._id_to_bytes[t.id] = hf_decoded_bytes(shown)
+        self._bytes_to_id = {b: i for i, b in enumerate(self._id_to_bytes)
+                             if b is not None and i not in self._added_by_id}
         missing = [b for b in range(256) if bytes([b]) not in self._bytes_to_id]
         if missing:
             raise ValueError(f"the vocab lacks {len(missing)} of the 256 byte tokens (first: byte {missing[0]})")
         self._byte_ids = [self._bytes_to_id[bytes([b])] for b in range(256)]
         self._merges = [(a, b) for a, b in merges]
         parts = {x for merge in self._merges for x in merge}
-        if parts and (min(parts) < 0 or max(parts) >= len(self._id_to_bytes) or parts & self._special_by_id.keys()):
-            rank, bad = next((r, x) for r, m in enumerate(self._merges) for x in m
-                             if not 0 <= x < len(self._id_to_bytes) or x in self._special_by_id)
+        usable = lambda x: 0 <= x < len(self._id_to_bytes) and x not in self._added_by_id \
+            and self._id_to_bytes[x] is not None  # noqa: E731
+        if parts and not all(map(usable, parts)):
+            rank, bad = next((r, x) for r, m in enumerate(self._merges) for x in m if not usable(x))
             raise ValueError(f"merge {rank} {self._merges[rank]}: id {bad} is not a byte-level token")
         id_to_bytes, get_id = self._id_to_bytes, self._bytes_to_id.get
         self._merge_result: list[int] = [get_id(id_to_bytes[a] + id_to_bytes[b]) for a, b in self._merges]
+        if None in self._merge_result and self._added:
+            # a merge may make a token that a file also lists as an added token (both in its vocab)
+            added_bytes = {self._id_to_bytes[t.id]: t.id for t in self._added}
+            self._merge_result = [r if r is not None else added_bytes.get(id_to_bytes[a] + id_to_bytes[b])
+                                  for r, (a, b) in zip(self._merge_result, self._merges)]
         if None in self._merge_result:
             rank = self._merge_result.index(None)
             raise ValueError(f"merge {rank} {self._merges[rank]}: the merged token is not in the vocab")
         # pair -> rank; reversed so that the first rank wins if a file lists a pair twice
         n = len(self._merges)
         self._ranks: dict[tuple[int, int], int] = dict(zip(reversed(self._merges), range(n - 1, -1, -1)))
+        self._pre_tokenizer_node = pre_tokenizer
+        self._pre = None  # a general pre-tokenizer chain (PreTokenizer.split), when not one plain pattern
+        if pre_tokenizer is not None:
+            pre = PreTokenizer(pre_tokenizer)
+            if pre.pattern is not None:
+                pattern, add_prefix_space = pre.pattern, pre.add_prefix_space
+            else:
+                self._pre = pre.split
+                pattern, add_prefix_space = (pre.patterns or [GPT2_PATTERN])[0], False
         self.pattern = resolve_pattern(pattern)
         if add_prefix_space and self.pattern != GPT2_PATTERN:
             # HF's ByteLevel prefixes the whole text only when it splits with its own (GPT-2) regex
@@ -100,7 +143,7 @@ class Tokenizer:
             regex.compile("(" + "|".join(regex.escape(s) for s in sorted(self._special, key=len, reverse=True)) + ")")
             if self._special else None
         )
-        self._split_cache: dict[frozenset, regex.Pattern] = {}
+        self._matchers: dict[frozenset, tuple] = {}
         self._cache = _ChunkCache(self._encode_chunk)
         self._pass_tables = None  # built on the first long chunk, see _merge_passes
         self.train_stats = None  # set by bpe.train
@@ -124,13 +167,18 @@ class Tokenizer:
 
     @property
     def vocab_size(self) -> int:
-        """Number of ids, special tokens included."""
+        """Number of ids (largest id + 1), added tokens included; unused ids (gaps) count too."""
         return len(self._id_to_bytes)
 
     @property
     def special_tokens(self) -> dict[str, int]:
         """Special token -> id."""
         return dict(self._special)
+
+    @property
+    def added_tokens(self) -> list[AddedToken]:
+        """All added tokens (special or not) with their Hugging Face flags, in file order."""
+        return list(self._added)
 
     @property
     def merges(self) -> list[tuple[int, int]]:
@@ -149,8 +197,9 @@ class Tokenizer:
 
     def token_to_id(self, token: str) -> int | None:
         """Id of a special token or of a byte-level token string ("Ġthe"); None if unknown."""
-        if token in self._special:
-            return self._special[token]
+        added = next((t.id for t in self._added if t.content == token), None)
+        if added is not None:
+            return added
         try:
             return self._bytes_to_id.get(token_to_bytes(token))
         except KeyError:
@@ -158,9 +207,9 @@ class Tokenizer:
 
     def id_to_token(self, token_id: int) -> str | None:
         """Special token or byte-level token string of an id; None if out of range."""
-        if token_id in self._special_by_id:
-            return self._special_by_id[token_id]
-        if not 0 <= token_id < len(self._id_to_bytes):
+        if token_id in self._added_by_id:
+            return self._added_by_id[token_id].content
+        if not 0 <= token_id < len(self._id_to_bytes) or self._id_to_bytes[token_id] is None:
             return None
         return bytes_to_token(self._id_to_bytes[token_id])
 
@@ -168,11 +217,14 @@ class Tokenizer:
         """Raw bytes of a token (a special token's UTF-8)."""
         if not 0 <= token_id < len(self._id_to_bytes):
             raise ValueError(f"token id {token_id} is out of range [0, {len(self._id_to_bytes)})")
-        return self._id_to_bytes[token_id]
+        data = self._id_to_bytes[token_id]
+        if data is None:
+            raise ValueError(f"token id {token_id} is unused (a gap in the vocabulary's ids)")
+        return data
 
     def get_vocab(self) -> dict[str, int]:
-        """Token string -> id for every id (byte-level strings, special tokens as they are)."""
-        return {self.id_to_token(i): i for i in range(len(self._id_to_bytes))}
+        """Token string -> id for every used id (byte-level strings, added tokens as they are)."""
+        return {self.id_to_token(i): i for i, b in enumerate(self._id_to_bytes) if b is not None}
 
     # -- encoding ----------------------------------------------------------------------------
 
@@ -180,27 +232,42 @@ class Tokenizer:
         """Encode text to ids; special tokens in the text are plain text unless allowed.
 
         allowed_special: "none" (treat them as text), "none_raise" (raise if one occurs), "all",
-        or a set of special tokens to honour (the others stay text).
+        or a set of special tokens to honour (the others stay text). Added tokens that are not
+        special are always matched (as in Hugging Face). Hugging Face's encode(text,
+        add_special_tokens=False) equals encode(text, "all"); with encode_special_tokens=True
+        it equals encode(text).
         """
         if not isinstance(text, str):
             raise TypeError(f"encode expects a str, got {type(text).__name__}")
-        allowed = self._allowed(text, allowed_special)
-        if not allowed:
+        key = frozenset(self._allowed(text, allowed_special))
+        matchers = self._matchers.get(key)
+        if matchers is None:
+            matchers = self._matchers[key] = self._build_matchers(key)
+        raw, normed = matchers
+        if raw is None and normed is None:
             return self.encode_ordinary(text)
-        # Split on the allowed specials only: the others stay inside the text they sit in.
-        key = frozenset(allowed)
-        split_rx = self._split_cache.get(key)
-        if split_rx is None:
-            split_rx = self._split_cache[key] = regex.compile(
-                "(" + "|".join(regex.escape(s) for s in sorted(allowed, key=len, reverse=True)) + ")"
-            )
         ids: list[int] = []
-        for i, part in enumerate(split_rx.split(text)):
-            if i % 2:
-                ids.append(self._special[part])
-            elif part:
-                ids += self.encode_ordinary(part)
+        normalize, encode = self._normalize, self._encode_normalized
+        for tok, part in raw.split(text) if raw is not None else ((None, text),):
+            if tok is not None:
+                ids.append(tok.id)
+                continue
+            if normalize is not None and part:
+                part = normalize(part)
+            for tok2, piece in normed.split(part) if normed is not None else ((None, part),):
+                if tok2 is not None:
+                    ids.append(tok2.id)
+                elif piece:
+                    ids += encode(piece)
         return ids
+
+    def _build_matchers(self, allowed: frozenset) -> tuple:
+        """(raw, normalized): matchers for the added tokens to find, as HF's two passes."""
+        tokens = [t for t in self._added if not t.special or t.content in allowed]
+        raw = [(t.content, t) for t in tokens if not t.normalized]
+        norm = self._normalize
+        normed = [(norm(t.content) if norm else t.content, t) for t in tokens if t.normalized]
+        return (Matcher(raw) if raw else None), (Matcher(normed) if normed else None)
 
     def _allowed(self, text: str, allowed_special: AllowedSpecial) -> set[str]:
         if isinstance(allowed_special, str):
@@ -225,10 +292,17 @@ class Tokenizer:
         return allowed
 
     def encode_ordinary(self, text: str) -> list[int]:
-        """Encode text with no special-token handling: pre-tokenize, then BPE each (cached) chunk."""
+        """Encode text with no added-token handling: normalize, pre-tokenize, then BPE each (cached) chunk."""
+        if self._normalize is not None:
+            text = self._normalize(text)
+        return self._encode_normalized(text)
+
+    def _encode_normalized(self, text: str) -> list[int]:
+        get = self._cache.__getitem__
+        if self._pre is not None:
+            return list(chain.from_iterable(map(get, self._pre(text))))
         if self.add_prefix_space and text and not text.startswith(" "):
             text = " " + text
-        get = self._cache.__getitem__
         if len(text) <= BLOCK_CHARS or self.pattern not in _BLOCKABLE:
             findall = self._findall_ascii if text.isascii() else self._findall  # isascii() is O(1)
             return list(chain.from_iterable(map(get, findall(text))))
@@ -385,7 +459,12 @@ class Tokenizer:
             raise ValueError(f"token id {bad} is out of range [0, {len(self._id_to_bytes)})")
         if skip_special_tokens and self._special:
             ids = [i for i in ids if i not in self._special_by_id]
-        return b"".join(map(self._id_to_bytes.__getitem__, ids)).decode("utf-8", errors)
+        try:
+            data = b"".join(map(self._id_to_bytes.__getitem__, ids))
+        except TypeError:
+            raise ValueError(f"token id {next(i for i in ids if self._id_to_bytes[i] is None)} is unused "
+                             f"(a gap in the vocabulary's ids)") from None
+        return data.decode("utf-8", errors)
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """The raw bytes of ids (special tokens as their UTF-8)."""

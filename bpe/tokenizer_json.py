@@ -6,9 +6,10 @@ import json
 import os
 from typing import TYPE_CHECKING, Any, Union
 
-import regex
 
-from .pretokenize import CHAR_TO_BYTE, GPT2_PATTERN, GPT4_PATTERN, GPT4_PATTERN_HF, hf_pattern, rewrite_counted_plus
+from .added import AddedToken
+from .normalize import UnsupportedComponent, compile_normalizer
+from .pretokenize import CHAR_TO_BYTE, GPT2_PATTERN, PreTokenizer, hf_pattern
 
 if TYPE_CHECKING:
     from .tokenizer import Tokenizer
@@ -23,25 +24,32 @@ def _byte_level(use_regex: bool, add_prefix_space: bool) -> dict:
 
 
 def to_json(tok: "Tokenizer") -> dict:
-    """The tokenizer.json content Hugging Face writes for the same byte-level BPE."""
-    if tok.pattern == GPT2_PATTERN:  # HF's built-in ByteLevel regex is exactly GPT-2's
+    """The tokenizer.json content Hugging Face writes for the same byte-level BPE.
+
+    A tokenizer loaded from a file writes back its normalizer and pre_tokenizer as they were.
+    Every added token is also written into the model's vocab (as Hugging Face's trainer does for
+    special tokens), so Hugging Face keeps its id when loading the file.
+    """
+    if tok._pre_tokenizer_node is not None:
+        pre_tokenizer = tok._pre_tokenizer_node
+    elif tok.pattern == GPT2_PATTERN:  # HF's built-in ByteLevel regex is exactly GPT-2's
         pre_tokenizer = _byte_level(True, tok.add_prefix_space)
     else:
         pre_tokenizer = {"type": "Sequence", "pretokenizers": [
             {"type": "Split", "pattern": {"Regex": hf_pattern(tok.pattern)}, "behavior": "Isolated", "invert": False},
             _byte_level(False, tok.add_prefix_space),
         ]}
-    specials = tok.special_tokens
+    vocab = {}
+    for i in range(tok.vocab_size):
+        token = tok.id_to_token(i)
+        if token is not None:
+            vocab[token] = i
     return {
         "version": "1.0",
         "truncation": None,
         "padding": None,
-        "added_tokens": [
-            {"id": i, "content": s, "single_word": False, "lstrip": False, "rstrip": False,
-             "normalized": False, "special": True}
-            for s, i in sorted(specials.items(), key=lambda item: item[1])
-        ],
-        "normalizer": None,
+        "added_tokens": [t.to_json() for t in sorted(tok.added_tokens, key=lambda t: t.id)],
+        "normalizer": tok._normalizer_node,
         "pre_tokenizer": pre_tokenizer,
         "post_processor": None,
         "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
@@ -49,7 +57,7 @@ def to_json(tok: "Tokenizer") -> dict:
             "type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
             "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False,
             "ignore_merges": tok.ignore_merges,
-            "vocab": {tok.id_to_token(i): i for i in range(tok.vocab_size)},
+            "vocab": vocab,
             "merges": [[tok.id_to_token(a), tok.id_to_token(b)] for a, b in tok.merges],
         },
     }
@@ -93,16 +101,22 @@ def from_json(data: Any, cls: type) -> "Tokenizer":
         raise TokenizerFileError(f"unsupported model option dropout={model['dropout']!r}")
     if model.get("byte_fallback"):
         raise TokenizerFileError("unsupported model option byte_fallback=true (not a byte-level BPE)")
-    if data.get("normalizer") is not None:
-        raise TokenizerFileError(f"unsupported normalizer {_type_name(data['normalizer'])}")
-    pattern, add_prefix_space = _read_pre_tokenizer(data.get("pre_tokenizer"))
-    specials = _read_added_tokens(data.get("added_tokens") or [])
-    id_to_bytes = _read_vocab(model.get("vocab"), specials)
-    merges = _read_merges(model.get("merges"), model["vocab"])
+    normalizer = data.get("normalizer")
+    pre_tokenizer = data.get("pre_tokenizer")
     try:
-        return cls(id_to_bytes, merges, specials, pattern, add_prefix_space=add_prefix_space,
-                   ignore_merges=bool(model.get("ignore_merges", False)))
-    except ValueError as exc:
+        compile_normalizer(normalizer)
+        PreTokenizer(pre_tokenizer)
+    except UnsupportedComponent as exc:
+        raise TokenizerFileError(str(exc)) from None
+    vocab = model.get("vocab")
+    by_id = _check_vocab(vocab)
+    added = _read_added_tokens(data.get("added_tokens") or [], vocab, by_id)
+    id_to_bytes = _read_vocab(by_id, added)
+    merges = _read_merges(model.get("merges"), vocab)
+    try:
+        return cls(id_to_bytes, merges, {}, add_prefix_space=False, ignore_merges=bool(model.get("ignore_merges", False)),
+                   normalizer=normalizer, pre_tokenizer=pre_tokenizer, added_tokens=added)
+    except (ValueError, UnsupportedComponent) as exc:
         raise TokenizerFileError(str(exc)) from None
 
 
@@ -110,68 +124,11 @@ def _type_name(node: Any) -> str:
     return repr(node.get("type")) if isinstance(node, dict) else repr(node)
 
 
-def _read_pre_tokenizer(node: Any) -> tuple[str, bool]:
-    # Supported: ByteLevel(use_regex=True) = the GPT-2 regex, or Sequence[Split(regex), ByteLevel(use_regex=False)].
-    if not isinstance(node, dict):
-        raise TokenizerFileError(f"unsupported pre_tokenizer {node!r} (expected ByteLevel or Sequence[Split, ByteLevel])")
-    if node.get("type") == "ByteLevel":
-        if not node.get("use_regex", True):
-            raise TokenizerFileError("unsupported pre_tokenizer: ByteLevel with use_regex=false and no Split")
-        return GPT2_PATTERN, bool(node.get("add_prefix_space", False))
-    if node.get("type") != "Sequence" or not isinstance(node.get("pretokenizers"), list):
-        raise TokenizerFileError(f"unsupported pre_tokenizer type {_type_name(node)}")
-    steps = node["pretokenizers"]
-    if len(steps) != 2 or not all(isinstance(s, dict) for s in steps) or steps[0].get("type") != "Split" \
-            or steps[1].get("type") != "ByteLevel":
-        names = [_type_name(s) for s in steps]
-        raise TokenizerFileError(f"unsupported pre_tokenizer Sequence {names} (expected [Split, ByteLevel])")
-    split, byte_level = steps
-    if byte_level.get("use_regex", True):
-        raise TokenizerFileError("unsupported pre_tokenizer: Split followed by ByteLevel with use_regex=true")
-    if split.get("behavior") != "Isolated" or split.get("invert", False):
-        raise TokenizerFileError(f"unsupported Split behavior {split.get('behavior')!r} "
-                                 f"(invert={split.get('invert')!r}); only Isolated is supported")
-    spec = split.get("pattern")
-    if isinstance(spec, dict) and isinstance(spec.get("Regex"), str):
-        pattern = _from_oniguruma(spec["Regex"])
-    elif isinstance(spec, dict) and isinstance(spec.get("String"), str):
-        pattern = regex.escape(spec["String"])
-    else:
-        raise TokenizerFileError(f"Split pattern must be {{'Regex': ...}} or {{'String': ...}}, got {spec!r}")
-    try:
-        regex.compile(pattern)
-    except regex.error as exc:
-        raise TokenizerFileError(f"Split pattern does not compile with the regex package: {exc}") from None
-    if byte_level.get("add_prefix_space", False):
-        # HF's ByteLevel then prefixes a space to every piece of the Split, not once to the text
-        raise TokenizerFileError("unsupported pre_tokenizer: Split followed by ByteLevel with add_prefix_space=true")
-    return pattern, False
+# Ids so sparse that a list of them would waste memory: refused (HF would load them).
+MAX_ID_SPREAD = 1 << 16
 
 
-def _from_oniguruma(pattern: str) -> str:
-    if pattern == GPT4_PATTERN_HF:
-        return GPT4_PATTERN
-    # Oniguruma reads `X{m,n}+` as `(X{m,n})+`, the `regex` package as possessive: keep HF's meaning.
-    return rewrite_counted_plus(pattern, lambda body, repeat: f"(?:{body}{repeat})+")
-
-
-def _read_added_tokens(items: Any) -> dict[str, int]:
-    if not isinstance(items, list):
-        raise TokenizerFileError("added_tokens must be a list")
-    specials: dict[str, int] = {}
-    for n, item in enumerate(items):
-        content, token_id = (item.get("content"), item.get("id")) if isinstance(item, dict) else (None, None)
-        if not isinstance(content, str) or not isinstance(token_id, int) or isinstance(token_id, bool) or token_id < 0:
-            raise TokenizerFileError(f"added_tokens[{n}] needs an integer 'id' >= 0 and a string 'content'")
-        if item["content"] in specials:
-            raise TokenizerFileError(f"added token {item['content']!r} appears twice")
-        if item["id"] in specials.values():
-            raise TokenizerFileError(f"duplicate id {item['id']} in added_tokens")
-        specials[item["content"]] = item["id"]
-    return specials
-
-
-def _read_vocab(vocab: Any, specials: dict[str, int]) -> list[bytes]:
+def _check_vocab(vocab: Any) -> dict[int, str]:
     if not isinstance(vocab, dict) or not vocab:
         raise TokenizerFileError("model.vocab must be a non-empty object token -> id")
     by_id: dict[int, str] = {}
@@ -181,28 +138,73 @@ def _read_vocab(vocab: Any, specials: dict[str, int]) -> list[bytes]:
         if i in by_id:
             raise TokenizerFileError(f"duplicate id {i} for tokens {by_id[i]!r} and {token!r}")
         by_id[i] = token
-    special_ids = {i: s for s, i in specials.items()}
-    for s, i in specials.items():
-        if i in by_id and by_id[i] != s:
-            raise TokenizerFileError(f"added token {s!r} has id {i}, which the vocab gives to {by_id[i]!r}")
-        by_id[i] = s
-    size = len(by_id)
-    holes = [i for i in range(size) if i not in by_id]
-    if holes:
-        raise TokenizerFileError(f"ids are not contiguous: id {holes[0]} is missing (ids must be 0..{size - 1})")
-    id_to_bytes = []
-    for i in range(size):
-        token = by_id[i]
-        if i in special_ids:
-            try:
-                id_to_bytes.append(token.encode("utf-8"))
-            except UnicodeEncodeError:
-                raise TokenizerFileError(f"added token {token!r} (id {i}) is not valid Unicode text") from None
+    return by_id
+
+
+def _flag(item: dict, name: str, default: bool, n: int) -> bool:
+    value = item.get(name, default)
+    if not isinstance(value, bool):
+        raise TokenizerFileError(f"added_tokens[{n}]: {name!r} must be true or false, got {value!r}")
+    return value
+
+
+def _read_added_tokens(items: Any, vocab: dict[str, int], by_id: dict[int, str]) -> list[AddedToken]:
+    """The added tokens with the ids Hugging Face gives them.
+
+    As in `tokenizers`' loader, the "id" written in the file is not used: a token keeps the id of
+    the same content in the model's vocab (or earlier in the list), and any other gets the next id
+    after the vocab's entries (len(vocab), len(vocab) + 1, ...).
+    """
+    if not isinstance(items, list):
+        raise TokenizerFileError("added_tokens must be a list")
+    by_content: dict[str, int] = {}
+    tokens: dict[int, AddedToken] = {}
+    next_id = len(vocab)
+    for n, item in enumerate(items):
+        content, token_id = (item.get("content"), item.get("id")) if isinstance(item, dict) else (None, None)
+        if not isinstance(content, str) or not isinstance(token_id, int) or isinstance(token_id, bool) or token_id < 0:
+            raise TokenizerFileError(f"added_tokens[{n}] needs an integer 'id' >= 0 and a string 'content'")
+        if not content:
+            continue  # HF skips an empty added token
+        special = _flag(item, "special", True, n)
+        flags = {"special": special, "normalized": _flag(item, "normalized", not special, n),
+                 "lstrip": _flag(item, "lstrip", False, n), "rstrip": _flag(item, "rstrip", False, n),
+                 "single_word": _flag(item, "single_word", False, n)}
+        if content in by_content:
+            new_id = by_content[content]
+        elif content in vocab:
+            new_id = vocab[content]
+        else:
+            new_id = next_id
+            next_id += 1
+            if new_id in by_id:
+                raise TokenizerFileError(
+                    f"added token {content!r} gets id {new_id} (Hugging Face numbers added tokens that are not in "
+                    f"the vocab from len(vocab) = {len(vocab)} on), but the vocab gives that id to {by_id[new_id]!r}")
+        if new_id in tokens and tokens[new_id].content != content:
+            raise TokenizerFileError(f"added tokens {tokens[new_id].content!r} and {content!r} both get id {new_id}")
+        by_content[content] = new_id
+        tokens[new_id] = AddedToken(content, new_id, **flags)
+    return list(tokens.values())
+
+
+def _read_vocab(by_id: dict[int, str], added: list[AddedToken]) -> list[bytes | None]:
+    size = max(max(by_id), max((t.id for t in added), default=0)) + 1
+    used = len(by_id) + len(added)
+    if size > 4 * used + MAX_ID_SPREAD:
+        raise TokenizerFileError(f"ids up to {size - 1} for only {used} tokens: too sparse to load")
+    id_to_bytes: list[bytes | None] = [None] * size
+    added_ids = {t.id for t in added}
+    for i, token in by_id.items():
+        if i in added_ids:
+            id_to_bytes[i] = b""  # the Tokenizer sets an added token's bytes
             continue
         try:
-            id_to_bytes.append(bytes(CHAR_TO_BYTE[c] for c in token))
+            id_to_bytes[i] = bytes(CHAR_TO_BYTE[c] for c in token)
         except KeyError:
             raise TokenizerFileError(f"token {token!r} (id {i}) is not a byte-level string") from None
+    for t in added:
+        id_to_bytes[t.id] = b""
     return id_to_bytes
 
 

@@ -94,8 +94,21 @@ def test_duplicate_id_is_named(saved):
     assert "duplicate id 7" in _corrupt(saved, dup)
 
 
-def test_missing_id_is_named(saved):
-    assert "id 200 is missing" in _corrupt(saved, lambda d: _drop_id(d, 200))
+def test_missing_ids_are_gaps_not_an_error(saved):
+    before = bpe.Tokenizer.load(saved)
+    data = json.loads(saved.read_text(encoding="utf-8"))
+    vocab = data["model"]["vocab"]
+    last = max(vocab, key=vocab.get)
+    vocab[last] += 5  # ids n-1 .. n+3 unused
+    saved.write_text(json.dumps(data), encoding="utf-8")
+    tok = bpe.Tokenizer.load(saved)
+    n = before.vocab_size
+    assert tok.vocab_size == n + 5 and tok.id_to_token(n - 1) is None and tok.token_to_id(last) == n + 4
+    assert len(tok.get_vocab()) == n
+    with pytest.raises(ValueError, match=f"id {n - 1} is unused"):
+        tok.decode([n - 1])
+    text = "the quick brown fox " * 20
+    assert tok.encode(text) == [i + 5 if i == n - 1 else i for i in before.encode(text)]
 
 
 def _drop_id(d, i):
@@ -122,8 +135,10 @@ def test_missing_byte_tokens_are_named(saved):
     assert "lacks 1 of the 256 byte tokens" in _corrupt(saved, drop)
 
 
-def test_unsupported_pre_tokenizer_and_normalizer_are_named(saved):
-    assert "normalizer 'NFKC'" in _corrupt(saved, lambda d: d.update(normalizer={"type": "NFKC"}))
+def test_unsupported_normalizer_is_named(saved):
+    assert "normalizer 'BertNormalizer'" in _corrupt(saved, lambda d: d.update(normalizer={"type": "BertNormalizer"}))
+    assert "normalizer 'Precompiled'" in _corrupt(saved, lambda d: d.update(
+        normalizer={"type": "Sequence", "normalizers": [{"type": "NFKC"}, {"type": "Precompiled"}]}))
 
 
 def test_unsupported_pre_tokenizer_is_named(tmp_path, saved):
@@ -144,7 +159,7 @@ def test_not_json_and_not_a_tokenizer(tmp_path):
 
 
 def test_hf_digit_quantifier_spelling_keeps_hf_meaning():
-    from bpe.tokenizer_json import _from_oniguruma
+    from bpe.pretokenize import from_oniguruma as _from_oniguruma
     rx = bpe.pretokenize.compile_pattern(_from_oniguruma(r"\p{N}{1,3}+|\s"))
     assert rx.findall("1000000 12") == ["1000000", " ", "12"]  # Oniguruma: (\p{N}{1,3})+
 
