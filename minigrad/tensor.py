@@ -292,7 +292,10 @@ class Tensor:
                 return fn.apply(other, self) if reverse else fn.apply(self, other)
         elif t is float or t is int:
             dt = self.data.dtype
-            if dt.kind == "f" or (t is int and dt.kind in "iu"):
+            if dt.kind == "f":  # the number takes the tensor's dtype
+                o = Tensor(self.device.xp.array(other, dtype=dt), device=self.device, _copy=False)
+                return fn.apply(o, self) if reverse else fn.apply(self, o)
+            if t is int and dt.kind in "iu":  # (wrapping out-of-range ints, as torch)
                 o = Tensor(_to_array(other, self.device, dt), device=self.device, _copy=False)
                 return fn.apply(o, self) if reverse else fn.apply(self, o)
         elif not _is_operand(other):  # a str, None, ...: Python then raises its own "unsupported operand" TypeError
@@ -1058,11 +1061,13 @@ def _dim(dim: Any, axis: Any) -> Any:
 
 def _wrap_dim(dim: Any, ndim: int) -> int:
     """torch's dim wrapping: dim in [-n, n) with n = max(ndim, 1) (a 0-d tensor takes 0 and -1) -> 0..n-1."""
+    n = ndim if ndim else 1
+    if type(dim) is int and -n <= dim < n:  # the common case
+        return dim + n if dim < 0 else dim
     try:
         d = operator.index(dim)
     except TypeError:
         raise TypeError(f"dim must be an int, got {type(dim).__name__}") from None
-    n = ndim if ndim else 1
     if not -n <= d < n:
         raise IndexError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {d})")
     return d + n if d < 0 else d
@@ -1104,7 +1109,7 @@ def _check_nonempty(t: "Tensor", axes: Any, name: str) -> None:
 
 def _shape_arg(shape: tuple) -> tuple:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-        shape = shape[0]
+        return tuple(shape[0])
     try:
         return tuple(operator.index(s) for s in shape)
     except TypeError:
