@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import errno
 import json
+from array import array
 import os
+import re
 import stat
 import tempfile
 from heapq import heapify, heappop, heappush
@@ -36,6 +38,7 @@ CACHE_MAX_CHARS = 256
 CACHE_LIMIT = 500_000
 # Text is pre-tokenized in blocks of about this many characters, cut where no split can cross.
 BLOCK_CHARS = 1 << 16
+SUB_BLOCK_CHARS = 1 << 11  # blocks with a non-ASCII character are cut again into blocks of this size
 _BLOCKABLE = {GPT2_PATTERN, GPT4_PATTERN, GPT4_PATTERN_HF}
 
 
@@ -163,6 +166,29 @@ class Tokenizer:
                 id_to_bytes.append(joined)
         return cls(id_to_bytes, merges, {s: i for i, s in enumerate(specials)}, pattern)
 
+    @classmethod
+    def from_tiktoken(cls, mergeable_ranks: dict[bytes, int], special_tokens: dict[str, int] | None = None,
+                      pattern: str = "gpt4") -> "Tokenizer":
+        """A tokenizer with tiktoken's ranks as ids (tiktoken.Encoding(..., mergeable_ranks, special_tokens)).
+
+        The merges are every split of a token into two tokens, ordered by the rank of the result
+        (then of the left and right part), as transformers' TikTokenConverter writes them; ids not
+        used by a rank or a special token are gaps.
+        """
+        special_tokens = dict(special_tokens or {})
+        size = max([*mergeable_ranks.values(), *special_tokens.values()]) + 1
+        id_to_bytes: list[bytes | None] = [None] * size
+        for token, rank in mergeable_ranks.items():
+            id_to_bytes[rank] = token
+        merges = []
+        for token, rank in mergeable_ranks.items():
+            if len(token) > 1:
+                local = [(mergeable_ranks[token[:i]], mergeable_ranks[token[i:]]) for i in range(1, len(token))
+                         if token[:i] in mergeable_ranks and token[i:] in mergeable_ranks]
+                merges += [(rank, a, b) for a, b in sorted(local)]
+        merges.sort()
+        return cls(id_to_bytes, [(a, b) for _, a, b in merges], special_tokens, pattern)
+
     # -- vocabulary --------------------------------------------------------------------------
 
     @property
@@ -243,23 +269,32 @@ class Tokenizer:
         matchers = self._matchers.get(key)
         if matchers is None:
             matchers = self._matchers[key] = self._build_matchers(key)
-        raw, normed = matchers
-        if raw is None and normed is None:
+        if matchers == (None, None):
             return self.encode_ordinary(text)
         ids: list[int] = []
-        normalize, encode = self._normalize, self._encode_normalized
+        encode = self._encode_normalized
+        for token_id, piece in self._segments(text, matchers):
+            if token_id is not None:
+                ids.append(token_id)
+            else:
+                ids += encode(piece)
+        return ids
+
+    def _segments(self, text: str, matchers: tuple):
+        """(added token id, None) and (None, normalized text) in order: HF's two added-token passes."""
+        raw, normed = matchers
+        normalize = self._normalize
         for tok, part in raw.split(text) if raw is not None else ((None, text),):
             if tok is not None:
-                ids.append(tok.id)
+                yield tok.id, None
                 continue
             if normalize is not None and part:
                 part = normalize(part)
             for tok2, piece in normed.split(part) if normed is not None else ((None, part),):
                 if tok2 is not None:
-                    ids.append(tok2.id)
+                    yield tok2.id, None
                 elif piece:
-                    ids += encode(piece)
-        return ids
+                    yield None, piece
 
     def _build_matchers(self, allowed: frozenset) -> tuple:
         """(raw, normalized): matchers for the added tokens to find, as HF's two passes."""
@@ -303,13 +338,83 @@ class Tokenizer:
             return list(chain.from_iterable(map(get, self._pre(text))))
         if self.add_prefix_space and text and not text.startswith(" "):
             text = " " + text
-        if len(text) <= BLOCK_CHARS or self.pattern not in _BLOCKABLE:
+        if len(text) <= SUB_BLOCK_CHARS or self.pattern not in _BLOCKABLE:
             findall = self._findall_ascii if text.isascii() else self._findall  # isascii() is O(1)
             return list(chain.from_iterable(map(get, findall(text))))
+        # Blocks are cut where no split crosses; a block with a non-ASCII character is cut again into
+        # small ones, so that a few such characters do not send all the text down the slower path.
         ids: list[int] = []
-        for block in split_blocks(text, BLOCK_CHARS):
-            findall = self._findall_ascii if block.isascii() else self._findall
-            ids += chain.from_iterable(map(get, findall(block)))
+        findall_ascii, findall, pattern = self._findall_ascii, self._findall, self.pattern
+        for block in split_blocks(text, BLOCK_CHARS, pattern):
+            if block.isascii():
+                ids += chain.from_iterable(map(get, findall_ascii(block)))
+                continue
+            for sub in split_blocks(block, SUB_BLOCK_CHARS, pattern):
+                ids += chain.from_iterable(map(get, (findall_ascii if sub.isascii() else findall)(sub)))
+        return ids
+
+    def encode_large(self, text: str, allowed_special: AllowedSpecial = "none", *, processes: int = 1,
+                     progress: bool = False, block_chars: int = 1 << 20) -> list[int]:
+        """encode() for a big text, in blocks, with an optional progress bar and worker processes.
+
+        The ids are exactly encode(text)'s whatever `processes` is: added tokens are found and the
+        text normalized in this process first, then the normalized text is cut into blocks where
+        no split crosses (see split_blocks) and each block is pre-tokenized and merged, in order.
+        With a pre-tokenizer chain or a user pattern, no cut is known to be safe: one block.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"encode_large expects a str, got {type(text).__name__}")
+        if processes < 1:
+            raise ValueError(f"processes must be >= 1, got {processes}")
+        key = frozenset(self._allowed(text, allowed_special))
+        matchers = self._matchers.get(key)
+        if matchers is None:
+            matchers = self._matchers[key] = self._build_matchers(key)
+        if matchers == (None, None):
+            segments = [(None, self._normalize(text) if self._normalize else text)]
+        else:
+            segments = list(self._segments(text, matchers))
+        cuttable = self._pre is None and self.pattern in _BLOCKABLE
+        work: list = []  # ids (an added token) or a block of text, in order
+        for token_id, piece in segments:
+            if token_id is not None:
+                work.append(token_id)
+            else:
+                work += split_blocks(piece, block_chars, self.pattern) if cuttable else [piece]
+        from tqdm import tqdm
+        bar = tqdm(total=sum(len(w) for w in work if isinstance(w, str)), unit="char", unit_scale=True,
+                   disable=not progress, desc="encoding", leave=False)
+        ids: list[int] = []
+        blocks = [w for w in work if isinstance(w, str)]
+        try:
+            if processes == 1 or len(blocks) < 2:
+                results = map(self._encode_normalized, blocks)
+                pool = None
+            else:
+                import multiprocessing
+                n = min(processes, len(blocks))
+                global _worker_tokenizer
+                if "fork" in multiprocessing.get_all_start_methods():  # workers inherit this tokenizer
+                    _worker_tokenizer = self
+                    pool = multiprocessing.get_context("fork").Pool(n)
+                else:  # spawn: each worker rebuilds it from its tokenizer.json content
+                    pool = multiprocessing.get_context().Pool(n, _worker_init, (self.to_json(),))
+                results = map(_unpack, pool.imap(_worker_encode, blocks))
+            it = iter(results)
+            for w in work:
+                if isinstance(w, str):
+                    ids += next(it)
+                    bar.update(len(w))
+                else:
+                    ids.append(w)
+            if pool is not None:
+                pool.close()
+                pool.join()
+        finally:
+            bar.close()
+            if processes > 1 and len(blocks) >= 2:
+                pool.terminate()
+                _worker_tokenizer = None
         return ids
 
     def encode_batch(self, texts: Iterable[str], allowed_special: AllowedSpecial = "none") -> list[list[int]]:
@@ -520,21 +625,54 @@ class Tokenizer:
         return f"Tokenizer(vocab_size={self.vocab_size}, merges={len(self._merges)}, special_tokens={list(self._special)})"
 
 
-def split_blocks(text: str, size: int = BLOCK_CHARS) -> list[str]:
-    """Cut text into blocks of about `size` characters at "\\n" boundaries no GPT-2/GPT-4 split crosses.
+_INDENT_THEN_TEXT = re.compile(r"[ \t]*\S")
 
-    A cut lies after a newline that follows a non-space and precedes a non-space: no alternative of
-    either pattern matches across it, and the newline itself splits the same way at a block's end.
+
+def split_blocks(text: str, size: int = BLOCK_CHARS, pattern: str = GPT4_PATTERN) -> list[str]:
+    r"""Cut text into blocks of about `size` characters at newlines that no split of `pattern` crosses.
+
+    GPT-2's pattern: cut before a "\n" that follows a non-space; no alternative reaches from a
+    non-space into whitespace, and the whitespace run starting at the "\n" is matched the same way
+    from there. GPT-4's: cut after a "\n" that follows a non-space and precedes a non-space, or
+    spaces/tabs then a non-space (an indented line): the "\n" then ends a piece (`\s*[\r\n]`, or
+    `[\r\n]*+` after punctuation), at a block's end too. Checked on hostile text by the tests.
     """
+    gpt2 = pattern == GPT2_PATTERN
     blocks = []
     start, n = 0, len(text)
     while n - start > size:
-        cut = text.find("\n", start + size)
-        while cut != -1 and cut + 1 < n and (text[cut - 1].isspace() or text[cut + 1].isspace()):
-            cut = text.find("\n", cut + 1)
-        if cut == -1 or cut + 1 >= n:
+        j = text.find("\n", start + size)
+        while j != -1:
+            if not text[j - 1].isspace():
+                if gpt2:
+                    cut = j
+                    break
+                if _INDENT_THEN_TEXT.match(text, j + 1):
+                    cut = j + 1
+                    break
+            j = text.find("\n", j + 1)
+        if j == -1 or cut <= start or cut >= n:
             break
-        blocks.append(text[start:cut + 1])
-        start = cut + 1
+        blocks.append(text[start:cut])
+        start = cut
     blocks.append(text[start:])
     return blocks
+
+
+_worker_tokenizer: "Tokenizer | None" = None
+
+
+def _worker_init(data: dict) -> None:
+    global _worker_tokenizer
+    from .tokenizer_json import from_json
+    _worker_tokenizer = from_json(data, Tokenizer)
+
+
+def _worker_encode(block: str) -> bytes:
+    return array("q", _worker_tokenizer._encode_normalized(block)).tobytes()  # 8 bytes an id, pickled fast
+
+
+def _unpack(data: bytes) -> list[int]:
+    ids = array("q")
+    ids.frombytes(data)
+    return ids.tolist()
