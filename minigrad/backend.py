@@ -340,3 +340,9 @@ def to_numpy(array: Any) -> np.ndarray:
 def from_numpy(dev: Device, array: np.ndarray) -> Any:
     """Move a host numpy array onto a device."""
     return dev.from_host(array)
+
+
+def nccl_module() -> Any:
+    """cupy.cuda.nccl, NCCL's bindings that CuPy ships (for minigrad.distributed's GPU all-reduce)."""
+    from cupy.cuda import nccl
+    return nccl

@@ -136,7 +136,8 @@ class NCCL(MPI):
     def __init__(self, device: Any, comm: Any = None, nccl: Any = None) -> None:
         super().__init__(comm, device)
         if nccl is None:
-            from cupy.cuda import nccl
+            from minigrad import backend
+            nccl = backend.nccl_module()
             device.xp.cuda.Device(device.index or 0).use()  # the communicator binds the current GPU
         self.nccl = nccl
         uid = nccl.get_unique_id() if self.rank == 0 else None

@@ -28,6 +28,11 @@ class Linear(Function):
         if x.shape[-1] != weight.shape[1]:
             raise RuntimeError(f"linear: input of shape {tuple(x.shape)} does not match weight of shape "
                                f"{tuple(weight.shape)} (in_features {weight.shape[1]})")
+        if x.dtype != weight.dtype or (bias is not None and bias.dtype != weight.dtype):
+            from minigrad.ops.linalg import torch_dtype_name
+            raise RuntimeError(f"linear: expected input and weight to have the same dtype, but got: "
+                               f"{torch_dtype_name(x.dtype)} != {torch_dtype_name(weight.dtype)} (cast the input "
+                               f"with .to({str(weight.dtype)!r}) or the module with .to({str(x.dtype)!r}))")
         # all leading dims as rows of one matrix: BLAS gets one big GEMM, not one per batch entry;
         # W.T is a transposed view, never a copy
         x2 = x.reshape(-1, x.shape[-1])
@@ -66,7 +71,8 @@ class Embedding(Function):
     def backward(ctx: Context, g: Any) -> Any:
         # dweight[v] = sum of g over the positions whose id is v (a scatter-add; repeats accumulate)
         dweight = ctx.xp.zeros(ctx.shape, dtype=g.dtype)
-        backend.scatter_add(dweight, ctx.ids.reshape(-1), g.reshape(-1, ctx.shape[-1]))
+        if ctx.ids.size:  # no ids (an empty batch): no row gets a gradient
+            backend.scatter_add(dweight, ctx.ids.reshape(-1), g.reshape(-1, ctx.shape[-1]))
         return dweight
 
 
