@@ -123,6 +123,18 @@ class TinyGPT(nn.Module):
         loss = F.cross_entropy(logits.reshape(b * t, -1), tg.reshape(-1))
         return logits, loss
 
+    @classmethod
+    def from_pretrained(cls, folder: Any, device: str = "cpu") -> "TinyGPT":
+        """A TinyGPT from a local Hugging Face GPT-2 folder: config.json and model.safetensors (or a
+        sharded model.safetensors.index.json); a pytorch_model.bin pickle is refused, never loaded.
+
+        Folders written by `python -m tinygpt.export` come back exactly (their config.json keeps the
+        TinyGPT config); other GPT-2 folders get bias=True and dropout=resid_pdrop. In eval mode on
+        `device`; tinygpt.export.ExportError (a ValueError) names what cannot be loaded.
+        """
+        from tinygpt.export import load_pretrained
+        return load_pretrained(folder, device)
+
     def new_caches(self) -> list:
         """Empty per-layer key/value caches for incremental decoding."""
         return [{} for _ in self.blocks]
