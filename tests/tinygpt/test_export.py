@@ -40,7 +40,6 @@ def tokenizer(kind: str):
 
 
 def make_run(folder, cfg, tok, seed=0):
-    mg.manual_seed(seed) if hasattr(mg, "manual_seed") else None
     model = TinyGPT(cfg)
     rng = np.random.default_rng(seed)
     for name, p in model.named_parameters():  # every weight, biases and LayerNorms included, nonzero
