@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--tokenizer", type=Path, required=True, help="tokenizer.json")
     e.add_argument("--file", type=Path, help="encode this UTF-8 file instead of TEXT")
     e.add_argument("--allow-special", action="store_true", help="read special tokens in the text as specials")
+    e.add_argument("--processes", type=int, default=1,
+                   help="worker processes for a big --file (the ids are the same as with 1)")
     d = sub.add_parser("decode", help="print the text of ids")
     d.add_argument("ids", nargs="*", help="token ids (read from stdin when none are given)")
     d.add_argument("--tokenizer", type=Path, required=True, help="tokenizer.json")
@@ -142,7 +144,13 @@ def _cmd_encode(args: argparse.Namespace) -> None:
             text.encode("utf-8")
         except UnicodeEncodeError:  # argv bytes that are not UTF-8 arrive as lone surrogates
             raise UsageError("TEXT is not valid UTF-8 (use --file for other encodings converted to UTF-8)") from None
-    ids = tok.encode(text, allowed_special="all" if args.allow_special else "none")
+    if args.processes < 1:
+        raise UsageError(f"--processes {args.processes}: must be >= 1")
+    allowed = "all" if args.allow_special else "none"
+    if args.file is not None:  # a progress bar on a terminal for big files
+        ids = tok.encode_large(text, allowed, processes=args.processes, progress=sys.stderr.isatty())
+    else:
+        ids = tok.encode(text, allowed_special=allowed)
     print(" ".join(map(str, ids)))
 
 

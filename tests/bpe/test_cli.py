@@ -158,3 +158,13 @@ def test_user_pattern_keeps_unmatched_text_end_to_end(corpus, tmp_path, capsys):
     assert code == 0
     code, decoded, _ = run_cli(capsys, "decode", "--tokenizer", str(out), *stdout.split())
     assert code == 0 and decoded == text  # was "Helloworldnaïve": the text between matches was dropped
+
+
+def test_encode_a_file_with_worker_processes_gives_the_same_ids(trained, corpus, capsys):
+    code, one, _ = run_cli(capsys, "encode", "--tokenizer", str(trained), "--file", str(corpus))
+    assert code == 0
+    code, two, _ = run_cli(capsys, "encode", "--tokenizer", str(trained), "--file", str(corpus), "--processes", "2")
+    assert code == 0 and two == one
+    assert [int(x) for x in one.split()] == bpe.Tokenizer.load(trained).encode(corpus.read_text(encoding="utf-8"))
+    code, _, err = run_cli(capsys, "encode", "--tokenizer", str(trained), "--file", str(corpus), "--processes", "0")
+    assert code == 2 and "--processes 0" in err and err.count("\n") == 1

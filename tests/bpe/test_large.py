@@ -47,3 +47,17 @@ def test_bad_arguments():
     with pytest.raises(TypeError):
         tok.encode_large(b"x")
     assert tok.encode_large("") == []
+
+
+def test_from_tiktoken_gives_tiktokens_ids(text):
+    tiktoken = pytest.importorskip("tiktoken")
+    trained = bpe.train([text], vocab_size=700, pattern="gpt2", special_tokens=[])
+    ranks = {trained.id_to_bytes(i): i for i in range(trained.vocab_size)}
+    ranks = {b: r + (5 if r > 600 else 0) for b, r in ranks.items()}  # a gap of 5 unused ids, as cl100k's
+    specials = {"<|endoftext|>": 710}
+    enc = tiktoken.Encoding("t", pat_str=bpe.GPT2_PATTERN, mergeable_ranks=ranks, special_tokens=specials)
+    tok = bpe.Tokenizer.from_tiktoken(ranks, specials, "gpt2")
+    assert tok.vocab_size == 711 and tok.id_to_token(602) is None
+    for t in (text, text.upper(), "<|endoftext|> x", "ab\u0301 \U0001F600"):
+        assert tok.encode(t) == enc.encode_ordinary(t)
+        assert tok.encode(t, "all") == enc.encode(t, allowed_special="all")
