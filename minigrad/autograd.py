@@ -16,6 +16,10 @@ import time
 import weakref
 from typing import Any, Callable
 
+# The Tensor class. autograd sits below tensor.py in minigrad's layers (tensor.py imports this module,
+# never the reverse), so tensor.py hands its class over when it is imported: `autograd.Tensor = Tensor`.
+Tensor: Any = None
+
 _grad_enabled = True
 _profiler = None  # a minigrad.profile while one is active
 _tracer = None  # a minigrad.trace while one is active
@@ -177,6 +181,8 @@ def backward(root: "Tensor", grad: Any = None, retain_graph: bool = False) -> No
         if node._ctx is None:  # a leaf: accumulate into .grad
             _accumulate_leaf(node, g, id(node) in owned)
             continue
+        if node.retains_grad:  # a non-leaf asked to keep its gradient (a copy: ops may reuse g)
+            _accumulate_leaf(node, g, owned=False)
         ctx = node._ctx
         input_grads = _call_backward(ctx, g, retain_graph)  # the op's local chain-rule step
         for inp, ig in zip(ctx.inputs, input_grads):
@@ -415,5 +421,3 @@ def is_grad_enabled() -> bool:
     """Whether ops currently record a graph."""
     return _grad_enabled
 
-
-from minigrad.tensor import Tensor  # noqa: E402  (tensor.py imports this module first)

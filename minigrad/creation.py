@@ -6,8 +6,8 @@ import numbers
 from typing import Any, Sequence
 
 from minigrad import backend
-from minigrad.ops import elementwise as E
-from minigrad.ops import shape as S
+from minigrad.ops import elementwise
+from minigrad.ops import shape as shape_ops
 from minigrad.tensor import (Tensor, _check_memory_format, _promote, _shape_arg, _to_array, _wrap_dim, as_dtype, get_default_dtype, int64,
                              promote_types)
 
@@ -166,7 +166,7 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
                                                    if k != d)):
             raise RuntimeError(f"cat(): sizes of tensors must match except in dimension {d}: shape {ref.shape} "
                                f"and shape {t.shape} (tensor number {i} in the list)")
-    return S.Cat.apply(*kept, axis=d)
+    return shape_ops.Cat.apply(*kept, axis=d)
 
 
 def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
@@ -176,7 +176,7 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
         if t.shape != tensors[0].shape:
             raise RuntimeError(f"stack expects each tensor to be equal size, but got {list(tensors[0].shape)} at "
                                f"entry 0 and {list(t.shape)} at entry {i}")
-    return S.Stack.apply(*tensors, axis=_wrap_dim(dim, tensors[0].ndim + 1))
+    return shape_ops.Stack.apply(*tensors, axis=_wrap_dim(dim, tensors[0].ndim + 1))
 
 
 def where(condition: Any, x: Any, y: Any) -> Tensor:
@@ -186,7 +186,7 @@ def where(condition: Any, x: Any, y: Any) -> Tensor:
         raise TypeError("where: at least one of x and y must be a Tensor")
     x, y = _promote("where", ref, x, y)[1:]
     cond = condition.data if isinstance(condition, Tensor) else _to_array(condition, ref.device, None)
-    return E.Where.apply(x, y, cond=cond.astype(bool, copy=False))
+    return elementwise.Where.apply(x, y, cond=cond.astype(bool, copy=False))
 
 
 def _tensor_input(x: Any, op: str) -> Tensor:

@@ -7,8 +7,10 @@ from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
 
-from minigrad import backend
+from minigrad import autograd, backend
 from minigrad.backend import Device
+from minigrad.ops import elementwise, fused, linalg, reduce
+from minigrad.ops import shape as shape_ops
 
 float16 = np.dtype("float16")
 float32 = np.dtype("float32")
@@ -58,7 +60,7 @@ class Tensor:
     # _vc: the version counter, a one-item list shared by every tensor that views the same memory;
     # each in-place change bumps it, and backward refuses arrays changed after an op saved them.
     # _base: the tensor this one is a view of (None for tensors that own their memory)
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "device", "_vc", "_base", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "device", "_vc", "_base", "retains_grad", "__weakref__")
     __array_priority__ = 1000  # so numpy_array + tensor calls Tensor.__radd__
 
     def __init__(self, data: Any, device: "str | Device | None" = None, requires_grad: bool = False,
@@ -75,6 +77,7 @@ class Tensor:
         self._ctx = None
         self._vc = [0]
         self._base = None
+        self.retains_grad = False  # retain_grad(): backward keeps this non-leaf's gradient in .grad
         if requires_grad:
             self.requires_grad_(True)
 
@@ -171,7 +174,14 @@ class Tensor:
     def clone(self, memory_format: Any = None) -> "Tensor":
         """A copy with its own memory; gradients flow back to self."""
         _check_memory_format(memory_format, "clone")
-        return E.Clone.apply(self)
+        return elementwise.Clone.apply(self)
+
+    def retain_grad(self) -> None:
+        """Keep this non-leaf tensor's gradient in .grad after backward (leaves always keep theirs), as torch."""
+        if not self.requires_grad:
+            raise RuntimeError("can't retain_grad on a tensor that has requires_grad=False")
+        if self._ctx is not None:
+            self.retains_grad = True
 
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
         if requires_grad and self.dtype.kind not in "fc":
@@ -217,7 +227,7 @@ class Tensor:
         if device is not None and backend.device(device) != out.device:
             out = _to_device(out, backend.device(device))
         if copy and out is self:
-            out = E.Clone.apply(self)
+            out = elementwise.Clone.apply(self)
         return out
 
     def cpu(self, memory_format: Any = None) -> "Tensor":
@@ -232,7 +242,7 @@ class Tensor:
         if dtype == self.dtype:
             return self
         if self.requires_grad and dtype.kind == "f":
-            return E.Cast.apply(self, dtype=dtype)
+            return elementwise.Cast.apply(self, dtype=dtype)
         return Tensor(self.data.astype(dtype), device=self.device, _copy=False)
 
     def float(self, memory_format: Any = None) -> "Tensor":
@@ -306,26 +316,26 @@ class Tensor:
     # ------------------------------------------------------------------ arithmetic
     def __add__(self, o: Any, *, alpha: Any = 1) -> "Tensor":
         if alpha != 1 or type(alpha) is not int:
-            return self._with_alpha(o, alpha, E.Add, "add", False)
-        return self._binary(o, E.Add, "add")
+            return self._with_alpha(o, alpha, elementwise.Add, "add", False)
+        return self._binary(o, elementwise.Add, "add")
 
     def __radd__(self, o: Any) -> "Tensor":
-        return self._binary(o, E.Add, "add", reverse=True)
+        return self._binary(o, elementwise.Add, "add", reverse=True)
 
     def __sub__(self, o: Any, *, alpha: Any = 1) -> "Tensor":
         if self.data.dtype.kind == "b" or _is_bool(o):
             _refuse_bool_sub()
         if alpha != 1 or type(alpha) is not int:
-            return self._with_alpha(o, alpha, E.Sub, "sub", False)
-        return self._binary(o, E.Sub, "sub")
+            return self._with_alpha(o, alpha, elementwise.Sub, "sub", False)
+        return self._binary(o, elementwise.Sub, "sub")
 
     def __rsub__(self, o: Any, *, alpha: Any = 1) -> "Tensor":
         """o - self, or with alpha torch.rsub(self, o, alpha) = o - alpha * self."""
         if self.data.dtype.kind == "b" or _is_bool(o):
             _refuse_bool_sub()
         if alpha != 1 or type(alpha) is not int:
-            return self._with_alpha(o, alpha, E.Sub, "rsub", True)
-        return self._binary(o, E.Sub, "sub", reverse=True)
+            return self._with_alpha(o, alpha, elementwise.Sub, "rsub", True)
+        return self._binary(o, elementwise.Sub, "sub", reverse=True)
 
     def _with_alpha(self, o: Any, alpha: Any, fn: Any, name: str, reverse: bool) -> "Tensor":
         """torch's add/sub(x, y, alpha=a) = x +- a * y (rsub: y - a * x), in the promoted dtype."""
@@ -367,7 +377,7 @@ class Tensor:
         if not _is_operand(other):
             raise TypeError(f"div(): unsupported operand of type {type(other).__name__}")
         x, y = _promote("div", self, other)
-        return E.DivRounded.apply(x, y, mode=rounding_mode)
+        return elementwise.DivRounded.apply(x, y, mode=rounding_mode)
 
     divide = div
 
@@ -386,24 +396,24 @@ class Tensor:
         if not _is_operand(o):
             return NotImplemented
         x, y = _promote("floor_divide", self, o)
-        return E.DivRounded.apply(y, x, mode="floor")
+        return elementwise.DivRounded.apply(y, x, mode="floor")
 
     def __mul__(self, o: Any) -> "Tensor":
-        return self._binary(o, E.Mul, "mul")
+        return self._binary(o, elementwise.Mul, "mul")
 
     def __rmul__(self, o: Any) -> "Tensor":
-        return self._binary(o, E.Mul, "mul", reverse=True)
+        return self._binary(o, elementwise.Mul, "mul", reverse=True)
 
     def __truediv__(self, o: Any, *, rounding_mode: str | None = None) -> "Tensor":
         if rounding_mode is not None:  # torch's Tensor.__truediv__ is Tensor.div
             return self.div(o, rounding_mode=rounding_mode)
         if self.data.dtype.kind == "f":  # the result is float whatever o is
-            return self._binary(o, E.Div, "div")
+            return self._binary(o, elementwise.Div, "div")
         return self._true_divide(o, False)
 
     def __rtruediv__(self, o: Any) -> "Tensor":
         if self.data.dtype.kind == "f":
-            return self._binary(o, E.Div, "div", reverse=True)
+            return self._binary(o, elementwise.Div, "div", reverse=True)
         return self._true_divide(o, True)
 
     def _true_divide(self, o: Any, reverse: bool) -> "Tensor":
@@ -414,7 +424,7 @@ class Tensor:
         x, y = _promote("div", self, o)
         if x.data.dtype.kind != "f":
             x, y = x.type(_default_dtype), y.type(_default_dtype)
-        return E.Div.apply(y, x) if reverse else E.Div.apply(x, y)
+        return elementwise.Div.apply(y, x) if reverse else elementwise.Div.apply(x, y)
 
     def __pow__(self, o: Any) -> "Tensor":
         if isinstance(o, numbers.Real) and not isinstance(o, (bool, np.bool_)):
@@ -427,11 +437,11 @@ class Tensor:
                 elif o < 0:
                     raise RuntimeError(f"pow: Integers to negative integer powers are not allowed "
                                        f"({self.dtype} tensor ** {o}); use a float tensor")
-            return E.PowScalar.apply(x, exponent=o)
-        return self._binary(o, E.Pow, "pow")
+            return elementwise.PowScalar.apply(x, exponent=o)
+        return self._binary(o, elementwise.Pow, "pow")
 
     def __rpow__(self, o: Any) -> "Tensor":
-        return self._binary(o, E.Pow, "pow", reverse=True)
+        return self._binary(o, elementwise.Pow, "pow", reverse=True)
 
     def __matmul__(self, o: Any) -> "Tensor":
         # no type promotion: mismatched dtypes raise in MatMul.forward, as torch.matmul
@@ -445,10 +455,10 @@ class Tensor:
             if not _is_operand(o):
                 return NotImplemented
             o = Tensor(_to_array(o, self.device, None), device=self.device, _copy=False)
-        return L.MatMul.apply(o, self) if reverse else L.MatMul.apply(self, o)
+        return linalg.MatMul.apply(o, self) if reverse else linalg.MatMul.apply(self, o)
 
     def __neg__(self) -> "Tensor":
-        return E.Neg.apply(self)
+        return elementwise.Neg.apply(self)
 
     def __iadd__(self, o: Any) -> "Tensor":
         return _inplace(self, o, "add")
@@ -491,34 +501,34 @@ class Tensor:
 
     # ------------------------------------------------------------------ unary math
     def exp(self) -> "Tensor":
-        return E.Exp.apply(self._as_float())
+        return elementwise.Exp.apply(self._as_float())
 
     def log(self) -> "Tensor":
-        return E.Log.apply(self._as_float())
+        return elementwise.Log.apply(self._as_float())
 
     def sqrt(self) -> "Tensor":
-        return E.Sqrt.apply(self._as_float())
+        return elementwise.Sqrt.apply(self._as_float())
 
     def tanh(self) -> "Tensor":
-        return E.Tanh.apply(self._as_float())
+        return elementwise.Tanh.apply(self._as_float())
 
     def sigmoid(self) -> "Tensor":
-        return E.Sigmoid.apply(self._as_float())
+        return elementwise.Sigmoid.apply(self._as_float())
 
     def relu(self) -> "Tensor":
-        return E.Relu.apply(self)
+        return elementwise.Relu.apply(self)
 
     def abs(self) -> "Tensor":
-        return E.Abs.apply(self)
+        return elementwise.Abs.apply(self)
 
     def pow(self, exponent: Any) -> "Tensor":
         return self ** exponent
 
     def maximum(self, other: Any) -> "Tensor":
-        return self._binary(other, E.Maximum, "maximum")
+        return self._binary(other, elementwise.Maximum, "maximum")
 
     def minimum(self, other: Any) -> "Tensor":
-        return self._binary(other, E.Minimum, "minimum")
+        return self._binary(other, elementwise.Minimum, "minimum")
 
     def clip(self, min: Any = None, max: Any = None) -> "Tensor":
         """torch.clamp: numbers or tensors (broadcast) as bounds; torch's result dtype and gradients (the
@@ -533,9 +543,9 @@ class Tensor:
             dt = result_type(self, *bounds)
             if dt != x.data.dtype:
                 x = x.type(dt)
-            return E.Clip.apply(x, min=min, max=max)
+            return elementwise.Clip.apply(x, min=min, max=max)
         x, *bounds = _promote("clamp", self, *bounds)
-        return E.ClampTensor.apply(x, *bounds, has_min=min is not None, has_max=max is not None)
+        return elementwise.ClampTensor.apply(x, *bounds, has_min=min is not None, has_max=max is not None)
 
     def clamp_min(self, min: Any) -> "Tensor":
         return self.clip(min=min)
@@ -550,24 +560,24 @@ class Tensor:
     # and dim=() means every dim (torch's legacy rule)
     def sum(self, dim: Any = None, keepdim: bool = False, *, dtype: Any = None, axis: Any = None) -> "Tensor":
         x = self if dtype is None else self.type(dtype)
-        return R.Sum.apply(x, axis=_axis(_dim(dim, axis), x.ndim), keepdims=keepdim)
+        return reduce.Sum.apply(x, axis=_axis(_dim(dim, axis), x.ndim), keepdims=keepdim)
 
     def mean(self, dim: Any = None, keepdim: bool = False, *, dtype: Any = None, axis: Any = None) -> "Tensor":
         x = self if dtype is None else self.type(dtype)
         if x.data.dtype.kind != "f":
             raise RuntimeError(f"mean(): could not infer output dtype. Input dtype must be either a floating point "
                                f"or complex dtype. Got: {x.dtype} (cast with .float() or pass dtype=)")
-        return R.Mean.apply(x, axis=_axis(_dim(dim, axis), x.ndim), keepdims=keepdim)
+        return reduce.Mean.apply(x, axis=_axis(_dim(dim, axis), x.ndim), keepdims=keepdim)
 
     def var(self, dim: Any = None, unbiased: bool | None = None, keepdim: bool = False, *,
             correction: float | None = None, axis: Any = None) -> "Tensor":
         """torch.var: x.var(), x.var(unbiased), x.var(dim, unbiased, keepdim), x.var(dim, correction=, keepdim=)."""
-        return self._var_like(R.Var, "var", dim, unbiased, keepdim, correction, axis)
+        return self._var_like(reduce.Var, "var", dim, unbiased, keepdim, correction, axis)
 
     def std(self, dim: Any = None, unbiased: bool | None = None, keepdim: bool = False, *,
             correction: float | None = None, axis: Any = None) -> "Tensor":
         """torch.std, with var's arguments."""
-        return self._var_like(R.Std, "std", dim, unbiased, keepdim, correction, axis)
+        return self._var_like(reduce.Std, "std", dim, unbiased, keepdim, correction, axis)
 
     def _var_like(self, fn: Any, name: str, dim: Any, unbiased: Any, keepdim: bool, correction: Any,
                   axis: Any) -> "Tensor":
@@ -589,19 +599,19 @@ class Tensor:
         if dim is None and axis is None:
             raise TypeError("logsumexp() missing its dim argument (as torch.logsumexp)")
         x = self._as_float()
-        return R.LogSumExp.apply(x, axis=_axis(_dim(dim, axis), x.ndim), keepdims=keepdim)
+        return reduce.LogSumExp.apply(x, axis=_axis(_dim(dim, axis), x.ndim), keepdims=keepdim)
 
     def amax(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None) -> "Tensor":
         """Max over dims; tied maxima share the gradient evenly (torch.amax)."""
         ax = _axis(_dim(dim, axis), self.ndim)
         _check_nonempty(self, ax, "amax")
-        return R.Max.apply(self, axis=ax, keepdims=keepdim)
+        return reduce.Max.apply(self, axis=ax, keepdims=keepdim)
 
     def amin(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None) -> "Tensor":
         """Min over dims; tied minima share the gradient evenly (torch.amin)."""
         ax = _axis(_dim(dim, axis), self.ndim)
         _check_nonempty(self, ax, "amin")
-        return -R.Max.apply(-self, axis=ax, keepdims=keepdim)
+        return -reduce.Max.apply(-self, axis=ax, keepdims=keepdim)
 
     def max(self, dim: Any = None, keepdim: bool = False, *, axis: int | None = None) -> Any:
         """max() -> the maximum (ties share the gradient); max(dim) -> (values, indices) like PyTorch;
@@ -664,7 +674,7 @@ class Tensor:
         if shape == self.shape:
             return self
         try:
-            return S.Reshape.apply(self, shape=shape)
+            return shape_ops.Reshape.apply(self, shape=shape)
         except ValueError:  # numpy's "cannot reshape array of size ...": torch's error instead
             raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {self.numel()}") from None
 
@@ -707,14 +717,14 @@ class Tensor:
         dims = tuple(_wrap_dim(d, self.ndim) for d in dims)
         if sorted(dims) != list(range(self.ndim)):
             raise RuntimeError(f"permute: {dims} is not a permutation of the {self.ndim} dims of shape {self.shape}")
-        return S.Permute.apply(self, dims=dims)
+        return shape_ops.Permute.apply(self, dims=dims)
 
     def transpose(self, dim0: int, dim1: int) -> "Tensor":
         d0, d1 = _wrap_dim(dim0, self.ndim), _wrap_dim(dim1, self.ndim)
         dims = list(range(self.ndim))
         if self.ndim:
             dims[d0], dims[d1] = dims[d1], dims[d0]
-        return S.Permute.apply(self, dims=tuple(dims))
+        return shape_ops.Permute.apply(self, dims=tuple(dims))
 
     def expand(self, *shape: Any) -> "Tensor":
         shape = _shape_arg(shape)
@@ -724,7 +734,7 @@ class Tensor:
             np.broadcast_shapes(self.shape, shape)
         except ValueError:
             raise ValueError(f"expand: shape {self.shape} cannot be broadcast to {shape}") from None
-        return S.Expand.apply(self, shape=shape)
+        return shape_ops.Expand.apply(self, shape=shape)
 
     def broadcast_to(self, shape: Sequence[int]) -> "Tensor":
         return self.expand(*shape)
@@ -746,7 +756,7 @@ class Tensor:
             if any(i > n for k, (i, n) in enumerate(zip(idx.shape, self.shape)) if k != d):
                 raise RuntimeError(f"gather(): Size does not match: expected index {list(idx.shape)} to be no larger "
                                    f"than self {list(self.shape)} apart from dimension {d}")
-        return S.Gather.apply(self, index=idx, axis=d)
+        return shape_ops.Gather.apply(self, index=idx, axis=d)
 
     def split(self, split_size: Any, dim: int = 0) -> tuple:
         """Split into pieces of split_size (or of the given sizes) along dim."""
@@ -770,38 +780,40 @@ class Tensor:
 
     def __getitem__(self, index: Any) -> "Tensor":
         index, advanced = _index_arg(index, self.device, self.data.shape)
-        return S.GetItem.apply(self, index=index, advanced=advanced)
+        return shape_ops.GetItem.apply(self, index=index, advanced=advanced)
 
     def contiguous(self, memory_format: Any = None) -> "Tensor":
         _check_memory_format(memory_format, "contiguous")
         return self
 
     # ------------------------------------------------------------------ nn-ish shortcuts
-    # the same code as nn.functional.softmax / log_softmax (dim handling, dtype=, 0-d and empty inputs)
+    # as nn.functional.softmax / log_softmax with an explicit dim (the ops check dims, 0-d and empty inputs)
     def softmax(self, dim: int = -1, dtype: Any = None) -> "Tensor":
-        return _nn_functional().softmax(self, dim, dtype=dtype)
+        x = self if dtype is None else self.to(dtype)  # torch: cast first
+        return fused.Softmax.apply(x, axis=dim)
 
     def log_softmax(self, dim: int = -1, dtype: Any = None) -> "Tensor":
-        return _nn_functional().log_softmax(self, dim, dtype=dtype)
+        x = self if dtype is None else self.to(dtype)
+        return fused.LogSoftmax.apply(x, axis=dim)
 
     # ------------------------------------------------------------------ in-place ops
     # Each writes into this tensor's memory and bumps its version. On a tensor in the graph the change
     # is recorded like the out-of-place op (torch's semantics); on a leaf that requires grad it is
     # refused unless grad mode is off (as optimizers do).
     def zero_(self) -> "Tensor":
-        return _inplace_apply(self, lambda x: E.Fill.apply(x, value=0), "zero_")
+        return _inplace_apply(self, lambda x: elementwise.Fill.apply(x, value=0), "zero_")
 
     def fill_(self, value: Any) -> "Tensor":
         if isinstance(value, Tensor):
             if value.ndim:
                 raise RuntimeError(f"fill_ only supports 0-dimension value tensor, got shape {value.shape}")
             value = value.item()
-        return _inplace_apply(self, lambda x: E.Fill.apply(x, value=value), "fill_")
+        return _inplace_apply(self, lambda x: elementwise.Fill.apply(x, value=value), "fill_")
 
     def copy_(self, src: Any) -> "Tensor":
         src = src if isinstance(src, Tensor) else Tensor(_to_array(src, self.device, self.dtype), device=self.device,
                                                          _copy=False)
-        return _inplace_apply(self, lambda x: E.CopyInto.apply(x, src.type(x.dtype) if src.dtype.kind == "f"
+        return _inplace_apply(self, lambda x: elementwise.CopyInto.apply(x, src.type(x.dtype) if src.dtype.kind == "f"
                                                                and x.dtype.kind == "f" else src), "copy_", src)
 
     def clip_(self, min: Any = None, max: Any = None) -> "Tensor":
@@ -954,11 +966,6 @@ def _is_dtype_arg(a: Any) -> bool:
         except TypeError:
             return False
     return False
-
-
-def _nn_functional() -> Any:
-    from minigrad.nn import functional  # a cached module after the first call (it imports this module)
-    return functional
 
 
 def _to_device(t: Tensor, dev: Device) -> Tensor:
@@ -1180,9 +1187,4 @@ def _is_operand(x: Any) -> bool:
 _COMMON_OPERANDS = (Tensor, float, int, np.ndarray)  # one cheap isinstance for the usual cases
 
 
-from minigrad import autograd  # noqa: E402  (circular: autograd builds Tensors)
-from minigrad.ops import elementwise as E  # noqa: E402
-from minigrad.ops import fused as F  # noqa: E402
-from minigrad.ops import linalg as L  # noqa: E402
-from minigrad.ops import reduce as R  # noqa: E402
-from minigrad.ops import shape as S  # noqa: E402
+autograd.Tensor = Tensor  # autograd builds Tensors but must not import this module (see autograd.py)

@@ -4,17 +4,16 @@ from __future__ import annotations
 import warnings
 from typing import Any, Sequence
 
+from minigrad.ops import attention, fused
 from minigrad.autograd import is_grad_enabled
-from minigrad.ops import attention as A
-from minigrad.ops import fused as F
 from minigrad.tensor import Tensor, _to_array, as_dtype
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """y = x W^T + b with W of shape (out, in), as torch.nn.functional.linear."""
     if bias is None:
-        return F.Linear.apply(x, weight)
-    return F.Linear.apply(x, weight, bias)
+        return fused.Linear.apply(x, weight)
+    return fused.Linear.apply(x, weight, bias)
 
 
 def relu(x: Tensor) -> Tensor:
@@ -36,7 +35,7 @@ def gelu(x: Tensor, approximate: str = "none") -> Tensor:
     """GELU, exact (erf) by default or the tanh approximation with approximate='tanh'."""
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    return F.Gelu.apply(x, approximate=approximate)
+    return fused.Gelu.apply(x, approximate=approximate)
 
 
 def _softmax_dim(op: str, x: Tensor, dim: Any) -> int:
@@ -67,13 +66,13 @@ def _cast_for(op: str, x: Tensor, dtype: Any) -> Tensor:
 def softmax(x: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> Tensor:
     """Softmax along dim (max-subtracted); dtype casts the input first, as torch."""
     x = _cast_for("softmax", x, dtype)
-    return F.Softmax.apply(x, axis=_softmax_dim("softmax", x, dim))
+    return fused.Softmax.apply(x, axis=_softmax_dim("softmax", x, dim))
 
 
 def log_softmax(x: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> Tensor:
     """log(softmax(x)) along dim, computed as x - logsumexp(x); dtype casts the input first, as torch."""
     x = _cast_for("log_softmax", x, dtype)
-    return F.LogSoftmax.apply(x, axis=_softmax_dim("log_softmax", x, dim))
+    return fused.LogSoftmax.apply(x, axis=_softmax_dim("log_softmax", x, dim))
 
 
 def embedding(ids: Any, weight: Tensor) -> Tensor:
@@ -84,7 +83,7 @@ def embedding(ids: Any, weight: Tensor) -> Tensor:
     n = weight.shape[0]
     if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= n):
         raise IndexError(f"embedding: ids must be in [0, {n}), got min {int(idx.min())} max {int(idx.max())}")
-    return F.Embedding.apply(weight, ids=idx)
+    return fused.Embedding.apply(weight, ids=idx)
 
 
 def _reduction(op: str, size_average: Any, reduce: Any, reduction: str) -> str:
@@ -157,9 +156,9 @@ def cross_entropy(input: Tensor, target: Any, weight: Any = None, size_average: 
         return _soft_cross_entropy(x, target, weight, reduction, label_smoothing, ax)
     t = _index_targets("cross_entropy", x, t)
     if x.ndim == 2 and weight is None and label_smoothing == 0.0:
-        return F.CrossEntropy.apply(x, targets=t, ignore_index=ignore_index, reduction=reduction)
+        return fused.CrossEntropy.apply(x, targets=t, ignore_index=ignore_index, reduction=reduction)
     w = _class_weight("cross_entropy", weight, x)
-    return F.NLLLoss.apply(F.LogSoftmax.apply(x, axis=ax), targets=t, weight=w, ignore_index=ignore_index,
+    return fused.NLLLoss.apply(fused.LogSoftmax.apply(x, axis=ax), targets=t, weight=w, ignore_index=ignore_index,
                            reduction=reduction, label_smoothing=float(label_smoothing), op="cross_entropy")
 
 
@@ -172,7 +171,7 @@ def _soft_cross_entropy(x: Tensor, target: Any, weight: Any, reduction: str, eps
     q = target if isinstance(target, Tensor) else Tensor(_to_array(target, x.device, None), device=x.device, _copy=False)
     if eps > 0.0:
         q = q * (1.0 - eps) + eps / c
-    prod = F.LogSoftmax.apply(x, axis=ax) * q
+    prod = fused.LogSoftmax.apply(x, axis=ax) * q
     if weight is not None:
         w = weight if isinstance(weight, Tensor) else Tensor(_to_array(weight, x.device, None), device=x.device,
                                                              _copy=False)
@@ -197,7 +196,7 @@ def nll_loss(input: Tensor, target: Any, weight: Any = None, size_average: Any =
     t = target.data if isinstance(target, Tensor) else _to_array(target, input.device, None)
     t = _index_targets("nll_loss", input, t)
     w = _class_weight("nll_loss", weight, input)
-    return F.NLLLoss.apply(input, targets=t, weight=w, ignore_index=ignore_index, reduction=reduction)
+    return fused.NLLLoss.apply(input, targets=t, weight=w, ignore_index=ignore_index, reduction=reduction)
 
 
 def mse_loss(x: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
@@ -217,9 +216,9 @@ def layer_norm(x: Tensor, normalized_shape: Sequence[int] | int, weight: Tensor 
     w = weight if weight is not None else ones(*shape, dtype=x.dtype, device=x.device)
     b = bias if bias is not None else zeros(*shape, dtype=x.dtype, device=x.device)
     if len(shape) == 1:
-        return F.LayerNorm.apply(x, w, b, eps=eps)
+        return fused.LayerNorm.apply(x, w, b, eps=eps)
     lead = x.shape[:-len(shape)]
-    y = F.LayerNorm.apply(x.reshape(*lead, -1), w.reshape(-1), b.reshape(-1), eps=eps)
+    y = fused.LayerNorm.apply(x.reshape(*lead, -1), w.reshape(-1), b.reshape(-1), eps=eps)
     return y.reshape(*lead, *shape)
 
 
@@ -231,7 +230,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         return x
     if p == 1.0:
         return x * 0.0
-    return F.Dropout.apply(x, p=p)
+    return fused.Dropout.apply(x, p=p)
 
 
 def _attention_inputs(op: str, q: Tensor, k: Tensor, v: Tensor, enable_gqa: bool) -> tuple:
@@ -270,7 +269,7 @@ def _attention_mask(op: str, attn_mask: Any, q: Tensor) -> tuple:
 def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Any = None,
                                  dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None,
                                  enable_gqa: bool = False) -> Tensor:
-    """softmax(q k^T * scale + mask) v on (..., T, D) inputs, as torch's F.scaled_dot_product_attention.
+    """softmax(q k^T * scale + mask) v on (..., T, D) inputs, as torch's fused.scaled_dot_product_attention.
 
     attn_mask: bool (True = may attend) or float (added to the scores; it gets a gradient when it requires
     one), broadcast over the leading dims. is_causal: query i sees keys 0..i (aligned at the top left, as torch,
@@ -286,7 +285,7 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     key, value = _attention_inputs(op, query, key, value, enable_gqa)
     grad_mask, mask = _attention_mask(op, attn_mask, query)
     inputs = (query, key, value) if grad_mask is None else (query, key, value, grad_mask)
-    return A.ScaledDotProductAttention.apply(*inputs, is_causal=is_causal, attn_mask=mask, dropout_p=dropout_p,
+    return attention.ScaledDotProductAttention.apply(*inputs, is_causal=is_causal, attn_mask=mask, dropout_p=dropout_p,
                                              scale=scale)
 
 
@@ -300,7 +299,7 @@ def cached_causal_attention(query: Tensor, key: Tensor, value: Tensor, dropout_p
     tq, tk = query.shape[-2], key.shape[-2]
     if tq > tk:
         raise ValueError(f"{op}: {tq} queries but only {tk} keys: the queries must be the last of the keys' positions")
-    return A.ScaledDotProductAttention.apply(query, key, value, is_causal=True, dropout_p=dropout_p, scale=scale,
+    return attention.ScaledDotProductAttention.apply(query, key, value, is_causal=True, dropout_p=dropout_p, scale=scale,
                                              causal_offset=tk - tq)
 
 
@@ -309,4 +308,4 @@ def packed_self_attention(qkv: Tensor, n_heads: int, is_causal: bool = True, dro
     if qkv.ndim != 3 or qkv.shape[-1] % (3 * n_heads):
         raise ValueError(f"packed_self_attention: qkv of shape {qkv.shape} is not (B, T, 3*C) with C divisible "
                          f"by n_heads={n_heads}")
-    return A.PackedSelfAttention.apply(qkv, n_heads=n_heads, is_causal=is_causal, dropout_p=dropout_p)
+    return attention.PackedSelfAttention.apply(qkv, n_heads=n_heads, is_causal=is_causal, dropout_p=dropout_p)

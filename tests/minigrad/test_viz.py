@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import shutil
 
+import numpy as np
 import pytest
 
 import minigrad as mg
@@ -75,3 +76,21 @@ def test_trace_is_off_outside_the_block():
     with contextlib.redirect_stdout(out):
         y.backward()
     assert out.getvalue() == ""
+
+
+def test_retain_grad_keeps_a_non_leafs_gradient_like_torch():
+    torch = pytest.importorskip("torch")
+    results = []
+    for lib in (mg, torch):
+        x = lib.tensor(np.array([1.0, -2.0, 3.0]), requires_grad=True)
+        h = x * x
+        h.retain_grad()
+        y = (h.tanh() * 2).sum()
+        y.retain_grad()
+        y.backward()
+        assert h.retains_grad and not x.retains_grad
+        results.append((h.grad.detach().numpy().copy(), float(y.grad), x.grad.detach().numpy().copy()))
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    with pytest.raises(RuntimeError, match="requires_grad=False"):
+        mg.tensor([1.0]).retain_grad()
