@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numbers
 import operator
-from typing import Any, Iterable, NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -196,31 +196,7 @@ class Tensor:
         non_blocking=False, copy=False), .to(other_tensor, non_blocking=False, copy=False), each with
         memory_format=. Copies between devices are synchronous (non_blocking is accepted as the hint it is);
         copy=True always returns a new tensor (differentiable, as torch)."""
-        device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
-        non_blocking, copy = kwargs.pop("non_blocking", False), kwargs.pop("copy", False)
-        memory_format = kwargs.pop("memory_format", None)
-        if kwargs:
-            raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
-        rest = list(args)
-        if rest and isinstance(rest[0], Tensor):
-            other = rest.pop(0)
-            device, dtype = other.device, other.dtype
-        else:
-            if rest and _is_device_arg(rest[0]):
-                device = rest.pop(0)
-            if rest and _is_dtype_arg(rest[0]):
-                dtype = rest.pop(0)
-        if len(rest) > 2 or any(not isinstance(a, (bool, np.bool_)) for a in rest):
-            raise TypeError(f"to(): after the device/dtype/tensor come non_blocking and copy (bools), got "
-                            f"{', '.join(repr(a) for a in rest)}")
-        if rest:
-            non_blocking = rest.pop(0)
-        if rest:
-            copy = rest.pop(0)
-        for name, flag in (("non_blocking", non_blocking), ("copy", copy)):
-            if not isinstance(flag, (bool, np.bool_)):
-                raise TypeError(f"to(): {name} must be a bool, got {flag!r}")
-        _check_memory_format(memory_format, "to")
+        device, dtype, non_blocking, copy = to_arguments(args, kwargs)
         out = self
         if dtype is not None and as_dtype(dtype) != self.dtype:
             out = out.type(dtype)
@@ -966,6 +942,36 @@ def _is_dtype_arg(a: Any) -> bool:
         except TypeError:
             return False
     return False
+
+
+def to_arguments(args: tuple, kwargs: dict) -> tuple:
+    """(device, dtype, non_blocking, copy) from torch's .to() overloads, for Tensor.to and Module.to alike."""
+    device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+    non_blocking, copy = kwargs.pop("non_blocking", False), kwargs.pop("copy", False)
+    memory_format = kwargs.pop("memory_format", None)
+    if kwargs:
+        raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
+    rest = list(args)
+    if rest and isinstance(rest[0], Tensor):
+        other = rest.pop(0)
+        device, dtype = other.device, other.dtype
+    else:
+        if rest and _is_device_arg(rest[0]):
+            device = rest.pop(0)
+        if rest and _is_dtype_arg(rest[0]):
+            dtype = rest.pop(0)
+    if len(rest) > 2 or any(not isinstance(a, (bool, np.bool_)) for a in rest):
+        raise TypeError(f"to(): after the device/dtype/tensor come non_blocking and copy (bools), got "
+                        f"{', '.join(repr(a) for a in rest)}")
+    if rest:
+        non_blocking = rest.pop(0)
+    if rest:
+        copy = rest.pop(0)
+    for name, flag in (("non_blocking", non_blocking), ("copy", copy)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"to(): {name} must be a bool, got {flag!r}")
+    _check_memory_format(memory_format, "to")
+    return device, dtype, non_blocking, copy
 
 
 def _to_device(t: Tensor, dev: Device) -> Tensor:

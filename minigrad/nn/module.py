@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 
 from minigrad import backend
 from minigrad.backend import Device
-from minigrad.tensor import Tensor, as_dtype
+from minigrad.tensor import Tensor, as_dtype, to_arguments
 
 
 class Parameter(Tensor):
@@ -49,16 +49,20 @@ class _IncompatibleKeys(NamedTuple):
 
 
 def _parse_to(args: tuple, kwargs: dict) -> tuple:
-    """(device, dtype) from Module.to's arguments: .to("cuda"), .to("float64"), .to(device, dtype)."""
-    dev, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
-    if kwargs:
-        raise TypeError(f"to(): unexpected arguments {sorted(kwargs)}")
-    for a in args:
-        if isinstance(a, Device) or (isinstance(a, str) and a.split(":")[0] in ("cpu", "cuda")):
-            dev = a
-        else:
-            dtype = a
+    """(device, dtype) from Module.to's arguments: torch's .to() overloads, parsed as Tensor.to parses them."""
+    dev, dtype, _, _ = to_arguments(args, kwargs)
     return (None if dev is None else backend.device(dev)), (None if dtype is None else as_dtype(dtype))
+
+
+def zero_grads(params: Any, set_to_none: bool = True) -> None:
+    """Drop (set_to_none) or zero in place the .grad of each parameter: Module.zero_grad and Optimizer.zero_grad."""
+    for p in params:
+        if p.grad is None:
+            continue
+        if set_to_none:
+            p.grad = None
+        else:
+            p.grad.data[...] = 0
 
 
 def _convert_array(arr: Any, dev: Device | None, dtype: Any) -> Any:
@@ -287,13 +291,7 @@ class Module:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Drop (or zero in place) the .grad of every parameter."""
-        for p in self.parameters():
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                p.grad.data[...] = 0
+        zero_grads(self.parameters(), set_to_none)
 
     # ------------------------------------------------------------------ devices and dtypes
     def to(self, *args: Any, **kwargs: Any) -> "Module":

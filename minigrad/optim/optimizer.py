@@ -5,7 +5,7 @@ from typing import Any, Callable, Iterable
 
 from minigrad import backend
 from minigrad.autograd import enable_grad
-from minigrad.nn.module import _is_on
+from minigrad.nn.module import _is_on, zero_grads
 from minigrad.tensor import Tensor
 
 
@@ -87,16 +87,11 @@ class Optimizer:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Drop (or zero in place) the .grad of every parameter."""
-        if self._flat is not None and not set_to_none:
-            self._flat.grad[...] = 0  # one pass; grads that are other arrays are zeroed below
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                elif self._flat is None or p.grad.data.base is not self._flat.grad:
-                    p.grad.data[...] = 0
+        params = [p for group in self.param_groups for p in group["params"]]
+        if self._flat is not None and not set_to_none:  # one pass over the flat gradient array
+            self._flat.grad[...] = 0
+            params = [p for p in params if p.grad is not None and p.grad.data.base is not self._flat.grad]
+        zero_grads(params, set_to_none)
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Update every parameter that has a gradient; returns closure() when one is given."""
