@@ -334,6 +334,31 @@ def load_pretrained(folder: "str | Path", device: str = "cpu") -> Any:
     return model
 
 
+def load_pretrained_tokenizer(folder: "str | Path") -> Any:
+    """The tokenizer of a folder's tokenizer.json: a byte-level BPE (bpe.Tokenizer; a byte run's
+    export is one, with byte-valued ids), or the WordLevel file a char run exports (CharTokenizer)."""
+    import bpe
+    from tinygpt.text_tokenizers import CharTokenizer
+    path = Path(folder) / "tokenizer.json"
+    if not path.is_file():
+        raise ExportError(f"{Path(folder)} has no tokenizer.json")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ExportError(f"{path} is not valid JSON ({e})") from None
+    model = data.get("model") if isinstance(data, dict) else None
+    if isinstance(model, dict) and model.get("type") == "WordLevel" and data.get("decoder") == {"type": "Fuse"}:
+        vocab = model.get("vocab")
+        if isinstance(vocab, dict) and all(isinstance(c, str) and len(c) == 1 for c in vocab) \
+                and sorted(vocab.values()) == list(range(len(vocab))) and sorted(vocab) == list(vocab):
+            return CharTokenizer(vocab)
+        raise ExportError(f"{path}: a WordLevel tokenizer that is not one character per id in order")
+    try:
+        return bpe.Tokenizer.load(path)
+    except ValueError as e:
+        raise ExportError(" ".join(str(e).splitlines())) from None
+
+
 def build_parser() -> Parser:
     p = Parser(prog="python -m tinygpt.export",
                description="Write a run (pre-norm presets) as a Hugging Face transformers folder: "

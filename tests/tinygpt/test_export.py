@@ -197,3 +197,13 @@ def test_from_pretrained_refusals_name_the_problem(exported, tmp_path):
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ExportError, match="activation_function 'relu'"):
         TinyGPT.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("kind", list(CONFIGS))
+def test_the_exported_tokenizer_loads_back_with_the_same_ids(runs, exported, kind):
+    from tinygpt.export import load_pretrained_tokenizer
+    _, _, tok = runs[kind]
+    back = load_pretrained_tokenizer(exported[kind])
+    for text in (TEXT, "Ça va? 😀", ""):
+        assert back.encode(text) == tok.encode(text)
+        assert back.decode(tok.encode(text)) == text
