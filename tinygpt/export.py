@@ -156,8 +156,13 @@ def check_out(out: Path, run: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ExportError(f"--out {out} is a file, not a folder")
     parent = out.resolve().parent
+    existing = next(p for p in (parent, *parent.parents) if p.exists())
+    if not existing.is_dir():
+        raise ExportError(f"--out {out}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ExportError(f"--out {out}: folder {existing} is not writable")
     if not parent.is_dir():
-        raise ExportError(f"--out {out}: folder {parent} does not exist")
+        return  # created (with its parents) when writing
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ExportError(f"--out {out}: folder {parent} is not writable")
     r, o = run.resolve(), out.resolve()
@@ -180,6 +185,7 @@ def export(run: "str | Path", out: "str | Path", overwrite: bool = False) -> Pat
     files = {"config.json": config, "generation_config.json": generation, "model.safetensors": hf_state(model),
              "tokenizer.json": tok_json, "tokenizer_config.json": tok_config}
     # everything is written in a temporary folder beside --out, then renamed into place
+    out.resolve().parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".export.tmp", dir=out.resolve().parent))
     try:
         _write_folder(tmp, files)

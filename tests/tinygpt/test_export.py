@@ -165,8 +165,11 @@ def test_bad_paths_and_existing_output_are_one_line(runs, tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     assert main(["--run", run, "--out", str(tmp_path / "file")]) == 2
     assert "is a file" in one_line(capsys)
-    assert main(["--run", run, "--out", str(tmp_path / "missing" / "deeper")]) == 2
-    assert "does not exist" in one_line(capsys)
+    assert main(["--run", run, "--out", str(tmp_path / "file" / "deeper")]) == 2
+    assert "is a file" in one_line(capsys)
+    assert main(["--run", run, "--out", str(tmp_path / "new" / "deeper")]) == 0  # parents are created
+    assert (tmp_path / "new" / "deeper" / "config.json").is_file()
+    capsys.readouterr()
     assert main(["--run", run, "--out", run]) == 2
     assert "run folder" in one_line(capsys)
     full = tmp_path / "full"
