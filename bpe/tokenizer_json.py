@@ -26,7 +26,8 @@ def _byte_level(use_regex: bool, add_prefix_space: bool) -> dict:
 def to_json(tok: "Tokenizer") -> dict:
     """The tokenizer.json content Hugging Face writes for the same byte-level BPE.
 
-    A tokenizer loaded from a file writes back its normalizer and pre_tokenizer as they were.
+    A tokenizer loaded from a file writes back its normalizer, pre_tokenizer, post_processor,
+    decoder, truncation and padding as they were.
     Every added token is also written into the model's vocab (as Hugging Face's trainer does for
     special tokens), so Hugging Face keeps its id when loading the file.
     """
@@ -44,7 +45,8 @@ def to_json(tok: "Tokenizer") -> dict:
         token = tok.id_to_token(i)
         if token is not None:
             vocab[token] = i
-    return {
+    kept = getattr(tok, "_file_parts", {})
+    out = {
         "version": "1.0",
         "truncation": None,
         "padding": None,
@@ -61,6 +63,8 @@ def to_json(tok: "Tokenizer") -> dict:
             "merges": [[tok.id_to_token(a), tok.id_to_token(b)] for a, b in tok.merges],
         },
     }
+    out.update(kept)
+    return out
 
 
 def read_tokenizer_json(path: Union[str, os.PathLike], cls: type) -> "Tokenizer":
@@ -114,10 +118,13 @@ def from_json(data: Any, cls: type) -> "Tokenizer":
     id_to_bytes = _read_vocab(by_id, added)
     merges = _read_merges(model.get("merges"), vocab)
     try:
-        return cls(id_to_bytes, merges, {}, add_prefix_space=False, ignore_merges=bool(model.get("ignore_merges", False)),
-                   normalizer=normalizer, pre_tokenizer=pre_tokenizer, added_tokens=added)
+        tok = cls(id_to_bytes, merges, {}, add_prefix_space=False, ignore_merges=bool(model.get("ignore_merges", False)),
+                  normalizer=normalizer, pre_tokenizer=pre_tokenizer, added_tokens=added)
     except (ValueError, UnsupportedComponent) as exc:
         raise TokenizerFileError(str(exc)) from None
+    # parts bpe does not use, written back as they were by save()
+    tok._file_parts = {k: data[k] for k in ("truncation", "padding", "post_processor", "decoder") if k in data}
+    return tok
 
 
 def _type_name(node: Any) -> str:

@@ -239,3 +239,17 @@ def test_unsupported_normalizers_are_one_line_naming_the_component(base, tmp_pat
     with pytest.raises(bpe.TokenizerFileError) as info:
         bpe.Tokenizer.load(path)
     assert words in str(info.value) and "\n" not in str(info.value)
+
+
+def test_post_processor_and_decoder_of_a_loaded_file_are_written_back(base, tmp_path):
+    template = {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                                                         {"Sequence": {"id": "A", "type_id": 0}}],
+                "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+                "special_tokens": {"<s>": {"id": "<s>", "ids": [0], "tokens": ["<s>"]}}}
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(with_parts(base, post_processor=template)), encoding="utf-8")
+    bpe.Tokenizer.load(path).save(tmp_path / "again.json")
+    again = json.loads((tmp_path / "again.json").read_text(encoding="utf-8"))
+    assert again["post_processor"] == template and again["decoder"] == base["decoder"]
+    hf = tokenizers.Tokenizer.from_file(str(tmp_path / "again.json"))
+    assert hf.encode("hi").ids[0] == 0  # the template still adds <s>
