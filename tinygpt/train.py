@@ -420,7 +420,8 @@ class StopRequest:
 
     def __exit__(self, *exc: Any) -> None:
         for sig, old in self._old.items():
-            signal.signal(sig, old)
+            # run as a program that is stopping anyway: a late Ctrl-C must not turn the exit into a traceback
+            signal.signal(sig, signal.SIG_IGN if self.signum is not None and _AS_PROGRAM else old)
 
 
 def accumulate_gradients(model: TinyGPT, optimizer: Any, ids: np.ndarray, args: Any, rng: np.random.Generator) -> float:
@@ -612,6 +613,7 @@ def _copy_metrics(source: "Path | None", target: Path, step: int) -> None:
 
 def _progress(args: Any, start: int, disable: bool = False) -> Any:
     from tqdm import tqdm
+    tqdm.monitor_interval = 0  # no monitor thread: nothing but the main thread to interrupt
     return tqdm(total=args.max_steps, initial=start, disable=args.no_progress or disable, unit="step",
                 dynamic_ncols=True)
 
@@ -660,5 +662,8 @@ def _plot(run: Path) -> None:
     tmp.replace(run / "metrics.png")
 
 
+_AS_PROGRAM = False  # True under python -m tinygpt.train (not when main() is called from Python)
+
 if __name__ == "__main__":
+    _AS_PROGRAM = True
     sys.exit(main())
