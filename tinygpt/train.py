@@ -6,6 +6,7 @@ folder (runs/tutorial, or runs/tutorial-2, ... when that one is taken).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -76,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "if that holds a run)")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     p.add_argument("--resume", default=None, help="continue the run in this folder (in place, or into --out)")
+    p.add_argument("--init-from", default=None, metavar="DIR", help="start from the weights and tokenizer of a local "
+                   "Hugging Face GPT-2 folder (config.json, model.safetensors, tokenizer.json), e.g. one that "
+                   "python -m tinygpt.export wrote")
     p.add_argument("--cache-dir", default="data/cache", help="where tokenizers and token ids are cached")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--dist", default="auto", choices=["auto", "none", "mpi", "nccl"],
@@ -95,7 +99,7 @@ def check_args(args: Any) -> None:
         if getattr(args, name) is not None:
             check_range(_opt(name), getattr(args, name), 1, integer=True)
     context = PRESETS[args.preset].block_size
-    if args.block_size is not None and args.block_size > context:
+    if args.block_size is not None and args.block_size > context and not getattr(args, "init_from", None):
         raise UsageError(f"--block-size {args.block_size} is above the model's context of {context} "
                          f"(preset {args.preset})")
     check_range("--lr", args.lr, 0, lo_open=True)
@@ -272,6 +276,7 @@ def setup(args: Any, given: set[str]) -> tuple:
     args.overrides = []
     saved = apply_resume(args, given) if args.resume else None
     check_args(args)
+    pretrained = _load_init_from(args) if args.init_from else None
     if args.resume and (args.out is None or Path(args.out).resolve() == Path(args.resume).resolve()):
         out = Path(args.resume)
         if args.overwrite:
@@ -302,7 +307,7 @@ def setup(args: Any, given: set[str]) -> tuple:
     for line in args.overrides:
         say(args, line)
     del args.overrides
-    base = PRESETS[args.preset]
+    base = PRESETS[args.preset] if pretrained is None else pretrained[0].cfg
     args.tokenizer = args.tokenizer or ("char" if args.preset == "shakespeare-char" else "bpe")
     if args.block_size is None:
         args.block_size = base.block_size
@@ -331,6 +336,13 @@ def setup(args: Any, given: set[str]) -> tuple:
         optimizer.param_groups[0]["weight_decay"] = args.weight_decay  # group 0 decays, group 1 never
         state = _restored_state(saved, src, dev, comm.rank)
         data = _prepare_rank0_first(args, base, tokenizer, corpus)
+    elif pretrained is not None:  # a fresh run (step 0, new optimizer) from a Hugging Face folder's weights
+        start, tokenizer = pretrained
+        data = _prepare_rank0_first(args, base, tokenizer, corpus)
+        cfg = dataclasses.replace(start.cfg, **({"dropout": args.dropout} if args.dropout is not None else {}))
+        model, optimizer = _model_and_optimizer(cfg, dev, args)
+        model.load_state_dict(start.state_dict())
+        state = {"step": 0, "tokens_seen": 0, "batch_rng": np.random.default_rng(args.seed).bit_generator.state}
     else:
         data = _prepare_rank0_first(args, base, None, corpus)
         overrides: dict = {"vocab_size": data.tokenizer.vocab_size}
@@ -361,6 +373,25 @@ def _share_cores(comm: Any, dev: Any) -> "int | None":
     except ImportError:
         pass
     return per_rank
+
+
+def _load_init_from(args: Any) -> tuple:
+    """(model, tokenizer) of --init-from's Hugging Face folder, checked against the other options."""
+    from tinygpt.export import ExportError, load_pretrained, load_pretrained_tokenizer
+    if args.resume:
+        raise UsageError("--init-from starts a new run; it cannot be used with --resume")
+    try:
+        model, tokenizer = load_pretrained(args.init_from), load_pretrained_tokenizer(args.init_from)
+    except (ExportError, OSError) as e:
+        raise UsageError(f"--init-from {args.init_from}: {e}") from None
+    if tokenizer.vocab_size > model.cfg.vocab_size:
+        raise UsageError(f"--init-from {args.init_from}: its tokenizer has {tokenizer.vocab_size} tokens, more than "
+                         f"the model's vocab_size {model.cfg.vocab_size}")
+    if args.block_size is not None and args.block_size > model.cfg.block_size:
+        raise UsageError(f"--block-size {args.block_size} is above the model's context of {model.cfg.block_size} "
+                         f"(--init-from {args.init_from})")
+    args.tokenizer = getattr(tokenizer, "kind", "bpe")
+    return model, tokenizer
 
 
 def _prepare_rank0_first(args: Any, base: GPTConfig, tokenizer: Any, corpus: tuple) -> Any:

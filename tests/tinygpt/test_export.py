@@ -11,6 +11,7 @@ import pytest
 
 import bpe
 import minigrad as mg
+import tinygpt
 from tinygpt import TinyGPT, preset
 from tinygpt.checkpoint import save_checkpoint
 from tinygpt.config import GPTConfig
@@ -210,3 +211,29 @@ def test_the_exported_tokenizer_loads_back_with_the_same_ids(runs, exported, kin
     for text in (TEXT, "Ça va? 😀", ""):
         assert back.encode(text) == tok.encode(text)
         assert back.decode(tok.encode(text)) == text
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe"])
+def test_train_init_from_starts_from_the_exported_weights(runs, exported, kind, tmp_path, capsys):
+    """python -m tinygpt.train --init-from DIR: a new run whose step-0 weights are the folder's."""
+    from tinygpt import train
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT * 3, encoding="utf-8")
+    out = tmp_path / "run"
+    argv = ["--init-from", str(exported[kind]), "--data", str(corpus), "--out", str(out), "--cache-dir",
+            str(tmp_path / "cache"), "--no-progress", "--max-steps", "1", "--lr", "1e-9", "--batch-size", "2",
+            "--block-size", "8", "--eval-batches", "1", "--sample-tokens", "2", "--grad-clip", "0",
+            "--weight-decay", "0"]
+    assert train.main(argv) == 0, capsys.readouterr().err
+    _, source, _ = runs[kind]
+    trained, _ = tinygpt.load(out)
+    assert trained.cfg == source.cfg
+    for (name, a), b in zip(trained.state_dict().items(), source.state_dict().values()):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6, err_msg=name)  # one step of lr 1e-9
+    capsys.readouterr()
+    assert train.main(["--init-from", str(exported[kind]), "--resume", str(out), "--no-progress"]) == 2
+    assert "cannot be used with --resume" in capsys.readouterr().err
+    assert train.main(["--init-from", str(tmp_path / "nope"), "--data", str(corpus), "--out", str(tmp_path / "x"),
+                       "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: --init-from")
