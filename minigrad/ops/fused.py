@@ -17,45 +17,48 @@ from typing import Any
 from minigrad import backend
 from minigrad.autograd import Context, Function
 from minigrad.ops import buffers, parallel
+from minigrad.ops.kernels import kernels_for
 from minigrad.ops.parallel import for_row_blocks
 
 
+def _check_linear(x: Any, weight: Any, bias: Any) -> None:
+    if x.shape[-1] != weight.shape[1]:
+        raise RuntimeError(f"linear: input of shape {tuple(x.shape)} does not match weight of shape "
+                           f"{tuple(weight.shape)} (in_features {weight.shape[1]})")
+    if x.dtype != weight.dtype or (bias is not None and bias.dtype != weight.dtype):
+        from minigrad.ops.linalg import torch_dtype_name
+        raise RuntimeError(f"linear: expected input and weight to have the same dtype, but got: "
+                           f"{torch_dtype_name(x.dtype)} != {torch_dtype_name(weight.dtype)} (cast the input "
+                           f"with .to({str(weight.dtype)!r}) or the module with .to({str(x.dtype)!r}))")
+
+
 class Linear(Function):
-    """y = x W^T + b for x (..., in), W (out, in), b (out,) or None: one GEMM each way."""
+    """y = x W^T + b for x (..., in), W (out, in), b (out,) or None."""
 
     @staticmethod
     def forward(ctx: Context, x: Any, weight: Any, bias: Any = None) -> Any:
-        if x.shape[-1] != weight.shape[1]:
-            raise RuntimeError(f"linear: input of shape {tuple(x.shape)} does not match weight of shape "
-                               f"{tuple(weight.shape)} (in_features {weight.shape[1]})")
-        if x.dtype != weight.dtype or (bias is not None and bias.dtype != weight.dtype):
-            from minigrad.ops.linalg import torch_dtype_name
-            raise RuntimeError(f"linear: expected input and weight to have the same dtype, but got: "
-                               f"{torch_dtype_name(x.dtype)} != {torch_dtype_name(weight.dtype)} (cast the input "
-                               f"with .to({str(weight.dtype)!r}) or the module with .to({str(x.dtype)!r}))")
-        # all leading dims as rows of one matrix: BLAS gets one big GEMM, not one per batch entry;
-        # W.T is a transposed view, never a copy
-        x2 = x.reshape(-1, x.shape[-1])
-        y = buffers.empty(ctx.device, (x2.shape[0], weight.shape[0]), ctx.xp.result_type(x2, weight))
-        parallel.matmul(ctx.device, x2, weight.T, y)  # big outputs (the logits) reuse last step's memory
+        _check_linear(x, weight, bias)
+        ctx.fast = kernels_for(ctx.device, "linear")
+        if ctx.fast is not None:
+            return ctx.fast.linear_forward(ctx, x, weight, bias)
+        # every leading dim is a row of one (rows, in) matrix: one matrix product; W^T is a view, not a copy
+        ctx.x, ctx.weight = x, weight
+        y = x.reshape(-1, x.shape[-1]) @ weight.T
         if bias is not None:
-            y += bias
-        ctx.x2, ctx.x_shape, ctx.weight = x2, x.shape, weight
+            y += bias  # b broadcast over the rows
         return y.reshape(*x.shape[:-1], weight.shape[0])
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> tuple:
-        # dx = g W,  dW = g^T x (summed over all leading dims in one GEMM),  db = sum g
-        x2, w = ctx.x2, ctx.weight
-        need_x, need_w = ctx.needs_input_grad[:2]
-        xp, dev = ctx.xp, ctx.device
-        g2 = g.reshape(-1, g.shape[-1])
-        dx = dw = None
-        if need_x:
-            dx = parallel.matmul(dev, g2, w, xp.empty((g2.shape[0], w.shape[1]), dtype=g.dtype)).reshape(ctx.x_shape)
-        if need_w:
-            dw = parallel.matmul(dev, g2.T, x2, xp.empty((g2.shape[1], x2.shape[1]), dtype=g.dtype))
-        db = g2.sum(axis=0) if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2] else None
+        if ctx.fast is not None:
+            return ctx.fast.linear_backward(ctx, g)
+        # y_ni = sum_k x_nk W_ik + b_i, so with g = dL/dy (rows n):
+        #   dx_nk = sum_i g_ni W_ik  -> dx = g W;   dW_ik = sum_n g_ni x_nk  -> dW = g^T x;   db_i = sum_n g_ni
+        need = ctx.needs_input_grad
+        x2, g2 = ctx.x.reshape(-1, ctx.x.shape[-1]), g.reshape(-1, g.shape[-1])
+        dx = (g2 @ ctx.weight).reshape(ctx.x.shape) if need[0] else None
+        dw = g2.T @ x2 if need[1] else None
+        db = g2.sum(axis=0) if len(need) > 2 and need[2] else None
         return dx, dw, db
 
 

@@ -1,0 +1,58 @@
+"""The CPU's fast versions of the fused ops: the reference math of ops/fused.py and ops/attention.py, arranged
+for speed on a few CPU cores. Nothing here is new math; tests/minigrad/test_reference_vs_fast.py pins every
+function against its op's reference (float64: to 1e-12).
+
+What the speed comes from (each is what the reference leaves out):
+- Row blocks (``parallel.for_row_blocks``): an op runs its chain of array passes on one block of rows at a time,
+  so the block's temporaries stay in cache (L2 or L3) between passes, and the blocks are spread over the cores
+  (NumPy releases the GIL inside ufuncs, reductions and matmul). Row sums by einsum (3x faster than .sum over
+  short rows).
+- Buffers reused: big outputs (the logits, cross-entropy's exp buffer) come from ``buffers.empty`` and are
+  recycled from step to step; a backward overwrites the arrays its forward saved, in place, when the graph is
+  freed after it (``ctx.retain_graph`` False), so it allocates nothing of their size.
+- GELU computes dy/dx in the forward and saves only that (backward is one multiply); its float32 exact form uses a
+  fitted polynomial for Phi and an int32 sign-bit trick instead of erf.
+- Attention runs block by block over the batch entries, causal attention in tiles of query rows that skip the keys
+  after the diagonal, and the big products as one single-threaded BLAS call per thread of ours.
+
+Each op is a pair ``NAME_forward(ctx, ...)`` / ``NAME_backward(ctx, g)`` taking the arrays its Function gets (the
+Function has already checked them); the forward saves on ctx what its backward needs. Only the CPU device runs
+them (``ops.kernels.kernels_for``); they call the device's ``xp`` (NumPy here) like all op code.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from minigrad import backend
+from minigrad.ops import buffers, parallel
+from minigrad.ops.parallel import for_row_blocks
+
+# ---------------------------------------------------------------------------------------------------- Linear
+
+
+def linear_forward(ctx: Any, x: Any, weight: Any, bias: Any) -> Any:
+    """y = x W^T + b: all leading dims as rows of one matrix (one big GEMM, split over the threads), W^T a view."""
+    xp = ctx.xp
+    x2 = x.reshape(-1, x.shape[-1])
+    y = buffers.empty(ctx.device, (x2.shape[0], weight.shape[0]), xp.result_type(x2, weight))
+    parallel.matmul(ctx.device, x2, weight.T, y)  # big outputs (the logits) reuse last step's memory
+    if bias is not None:
+        y += bias
+    ctx.x2, ctx.x_shape, ctx.weight = x2, x.shape, weight
+    return y.reshape(*x.shape[:-1], weight.shape[0])
+
+
+def linear_backward(ctx: Any, g: Any) -> tuple:
+    """dx = g W,  dW = g^T x (summed over all leading dims in one GEMM),  db = sum g."""
+    xp = ctx.xp
+    x2, w, need, dev = ctx.x2, ctx.weight, ctx.needs_input_grad, ctx.device
+    g2 = g.reshape(-1, g.shape[-1])
+    dx = dw = db = None
+    if need[0]:
+        dx = parallel.matmul(dev, g2, w, xp.empty((g2.shape[0], w.shape[1]), dtype=g.dtype)).reshape(ctx.x_shape)
+    if need[1]:
+        dw = parallel.matmul(dev, g2.T, x2, xp.empty((g2.shape[1], x2.shape[1]), dtype=g.dtype))
+    if len(need) > 2 and need[2]:
+        db = g2.sum(axis=0)
+    return dx, dw, db

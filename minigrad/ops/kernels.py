@@ -1,0 +1,64 @@
+"""Which fast version of a fused op a device runs: ``kernels_for(device, op)``, one line in each Function.
+
+Every fused op's Function (ops/fused.py, ops/attention.py) writes its forward and backward as whole-array
+reference math, and first asks here whether the device has something faster:
+
+- the CPU: ``minigrad.ops.cpu_kernels`` (row blocks over the cores, buffer reuse, in-place passes, the fitted
+  float32 GELU, tiled causal attention) for linear, cross_entropy, layer_norm, gelu and attention;
+- a CUDA device with raw kernels (``device.kernels``, minigrad/cuda_kernels.py): gelu;
+- otherwise (another op on a GPU, a GPU with MINIGRAD_CUDA_KERNELS=0): None, and the Function runs its
+  reference math with the device's ``xp``.
+
+``with reference():`` turns every fast version off, so the reference math runs everywhere: to read or step
+through it, and for the tests that pin fast = reference (tests/minigrad/test_reference_vs_fast.py).
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from minigrad.ops import cpu_kernels
+
+CPU_OPS = frozenset({"linear"})
+CUDA_OPS: frozenset = frozenset()
+
+_reference_only = False
+
+
+def kernels_for(device: Any, op: str) -> Any:
+    """The fast implementation of op on device (an object with op's NAME_forward / NAME_backward), or None."""
+    if _reference_only:
+        return None
+    if device.type == "cpu":
+        return cpu_kernels if op in CPU_OPS else None
+    if device.kernels is not None and op in CUDA_OPS:
+        return CudaOps(device.kernels)
+    return None
+
+
+class CudaOps:
+    """The CUDA kernels (``device.kernels``: CudaKernels, or ReferenceKernels where a stand-in runs them) with the
+    calling convention of the fused ops: forward(ctx, ...) saves on ctx what backward(ctx, g) needs."""
+
+    __slots__ = ("kernels",)
+
+    def __init__(self, kernels: Any) -> None:
+        self.kernels = kernels
+
+    def gelu_forward(self, ctx: Any, x: Any, approximate: str) -> Any:
+        ctx.x = x  # one kernel each way; backward recomputes erf or tanh from x
+        return self.kernels.gelu_forward(x, approximate)
+
+    def gelu_backward(self, ctx: Any, g: Any) -> Any:
+        return self.kernels.gelu_backward(ctx.x, g, ctx.approximate)
+
+
+@contextmanager
+def reference() -> Iterator[None]:
+    """Run the fused ops' reference math on every device while active (process-wide, not per thread)."""
+    global _reference_only
+    before, _reference_only = _reference_only, True
+    try:
+        yield
+    finally:
+        _reference_only = before

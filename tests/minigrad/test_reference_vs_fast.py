@@ -1,0 +1,106 @@
+"""Fast = reference on every fused op that has a fast version (minigrad/ops/cpu_kernels.py against the whole-array
+math in each Function of minigrad/ops/fused.py and minigrad/ops/attention.py).
+
+Each case runs the op's Function twice on the same inputs, once as the CPU device picks it (the fast version) and
+once under ``kernels.reference()`` (the reference math), and compares the output and every input gradient:
+
+- float64: |fast - ref| <= 1e-12 * (|ref| + max |ref|), elementwise (measured: below 1e-15 of the largest entry);
+- float32: the same with 1e-5 (measured: below 1e-6 of the largest entry; the fast float32 GELU uses a fitted
+  polynomial where the reference calls erf, each within 5e-7 of the float64 truth).
+
+Blocks are 64 KiB and every size goes to the threads (and every matrix product is split by rows), so each shape
+below spans several row blocks, and with the 2-threads parameter, two threads; ``retain`` runs the backward twice
+on one graph (the fast backward must not overwrite what it saved while the graph is kept).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+from minigrad.ops import attention, cpu_kernels, fused, kernels, parallel  # noqa: F401
+
+TOL = {"float64": 1e-12, "float32": 1e-5}
+
+
+@pytest.fixture(autouse=True)
+def small_blocks(monkeypatch):
+    monkeypatch.setattr(parallel, "BLOCK_BYTES", 1 << 16)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(parallel, "SPLIT_MIN_MACS", 0)
+
+
+@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
+def threads(request):
+    parallel.set_num_threads(request.param)
+    yield request.param
+    parallel.set_num_threads(None)
+
+
+def blocks(n_rows: int, row_bytes: int) -> int:
+    return -(-n_rows // parallel.block_rows(row_bytes))
+
+
+def run(fn, arrays, g, dtype, retain=False, grad=True):
+    """fn on fresh leaves (float arrays; others pass through as they are): [output, input grads]."""
+    leaves = [mg.tensor(a, dtype=dtype, requires_grad=grad) if a.dtype.kind == "f" else a for a in arrays]
+    out = fn(*leaves)
+    if not grad:
+        return [out.numpy()]
+    gt = mg.tensor(g, dtype=dtype)
+    out.backward(gt, retain_graph=retain)
+    grads = [t.grad.numpy().copy() for t in leaves if isinstance(t, mg.Tensor)]
+    if retain:  # a second backward through the same graph gives the same gradients
+        for t in leaves:
+            if isinstance(t, mg.Tensor):
+                t.grad = None
+        out.backward(gt)
+        for a, t in zip(grads, [t for t in leaves if isinstance(t, mg.Tensor)]):
+            np.testing.assert_array_equal(a, t.grad.numpy())
+    return [out.numpy(), *grads]
+
+
+def assert_fast_equals_reference(fn, arrays, g, dtype="float64", retain=False, grad=True):
+    picked = []
+
+    def spy(device, op):
+        picked.append(kernels.kernels_for(device, op))
+        return picked[-1]
+
+    with pytest.MonkeyPatch.context() as mp:  # which version each Function picked
+        mp.setattr(fused, "kernels_for", spy)
+        fast = run(fn, arrays, g, dtype, retain, grad)
+        fast_picked, picked[:] = list(picked), []
+        with kernels.reference():
+            ref = run(fn, arrays, g, dtype, retain, grad)
+    assert fast_picked and all(p is cpu_kernels for p in fast_picked)  # each path really ran
+    assert picked and all(p is None for p in picked)
+    tol = TOL[dtype]
+    for name, a, b in zip(["output"] + [f"grad {i}" for i in range(len(ref) - 1)], fast, ref):
+        assert a.shape == b.shape and a.dtype == b.dtype, name
+        scale = float(np.abs(b).max()) if b.size else 0.0
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol * scale, err_msg=name)
+
+
+@pytest.fixture(params=["float64", "float32"])
+def dtype(request):
+    return request.param
+
+
+# ------------------------------------------------------------------------------------------------------ Linear
+
+@pytest.mark.parametrize("shape,bias", [((5, 67, 33), True), ((5, 67, 33), False), ((700, 45), True), ((1, 9), True)])
+def test_linear(threads, dtype, shape, bias):
+    rng = np.random.default_rng(0)
+    x, w, b = rng.standard_normal(shape), rng.standard_normal((41, shape[-1])), rng.standard_normal(41)
+    g = rng.standard_normal((*shape[:-1], 41))
+    if bias:
+        assert_fast_equals_reference(lambda x, w, b: fused.Linear.apply(x, w, b), [x, w, b], g, dtype)
+    else:
+        assert_fast_equals_reference(lambda x, w: fused.Linear.apply(x, w), [x, w], g, dtype)
+
+
+def test_linear_with_a_frozen_weight(threads):
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal((300, 20)), mg.tensor(rng.standard_normal((30, 20)))
+    assert_fast_equals_reference(lambda x: fused.Linear.apply(x, w), [x], rng.standard_normal((300, 30)))
