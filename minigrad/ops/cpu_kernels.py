@@ -56,3 +56,47 @@ def linear_backward(ctx: Any, g: Any) -> tuple:
     if len(need) > 2 and need[2]:
         db = g2.sum(axis=0)
     return dx, dw, db
+
+
+# ---------------------------------------------------------------------------------------------- cross-entropy
+
+
+def cross_entropy_forward(ctx: Any, logits: Any, t: Any, valid: Any) -> Any:
+    """Per-row loss log(s) - (z[t] - m), m = max z, s = sum exp(z - m); 0 where valid is False.
+
+    Keeps e = exp(z - m) (unnormalised) and s for the backward; with no gradient needed, e lives only in a
+    block-sized temporary.
+    """
+    xp = ctx.xp
+    n, c = logits.shape
+    keep = ctx.recording and ctx.needs_input_grad[0]
+    e = buffers.empty(ctx.device, logits.shape, logits.dtype) if keep else None
+    m = xp.empty((n, 1), dtype=logits.dtype)
+    s = xp.empty((n, 1), dtype=logits.dtype)
+
+    def block(a: int, b: int) -> None:
+        z = logits[a:b]
+        z.max(axis=1, keepdims=True, out=m[a:b])
+        eb = xp.subtract(z, m[a:b], out=None if e is None else e[a:b])
+        xp.exp(eb, out=eb)
+        eb.sum(axis=1, keepdims=True, out=s[a:b])
+
+    for_row_blocks(ctx.device, n, c * logits.itemsize, block)
+    ctx.e, ctx.s = e, s
+    return (xp.log(s[:, 0]) - (logits[xp.arange(n), t] - m[:, 0])) * valid
+
+
+def cross_entropy_backward(ctx: Any, w: Any) -> Any:
+    """dz_i = (e_i / s_i - onehot(t_i)) w_i, turning e into dz in place (one multiply) unless the graph is kept."""
+    xp = ctx.xp
+    e = ctx.e
+    r = w.astype(e.dtype, copy=False)[:, None] / ctx.s
+    out = e if not ctx.retain_graph else xp.empty_like(e)
+
+    def block(a: int, b: int) -> None:
+        xp.multiply(e[a:b], r[a:b], out=out[a:b])
+
+    n, c = e.shape
+    for_row_blocks(ctx.device, n, c * e.itemsize, block)
+    out.reshape(-1)[xp.arange(n) * c + ctx.t] -= w  # flat indices, one per row
+    return out

@@ -154,69 +154,55 @@ class LogSoftmax(Function):
         return dx.reshape(ctx.shape) if dx.shape != ctx.shape else dx
 
 
-class CrossEntropy(Function):
-    """Softmax + negative log-likelihood over rows of (N, C) logits, with ignore_index.
+def _reduce(xp: Any, loss: Any, reduction: str, count: Any) -> Any:
+    """loss per row summed ('sum'), kept ('none') or averaged over count ('mean': nan when count is 0, as torch)."""
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    with _quiet(xp):
+        return loss.sum() / count
 
-    Forward keeps e = exp(z - max) (unnormalised) and the row sums s; backward turns e into
-    dlogits in place with one multiply: (e / s - onehot(t)) * dloss. When no gradient is
-    needed, e lives only in a block-sized temporary.
+
+class CrossEntropy(Function):
+    """Softmax + negative log-likelihood over rows of (N, C) logits z, with targets t and ignore_index.
+
+    loss_i = -log softmax(z_i)[t_i] = logsumexp(z_i) - z_i[t_i], 0 for an ignored row; 'mean' averages over the
+    rows that count.
     """
 
     @staticmethod
     def forward(ctx: Context, logits: Any, targets: Any, ignore_index: int = -100, reduction: str = "mean") -> Any:
         xp = ctx.xp
-        n, c = logits.shape
-        valid = targets != ignore_index
-        safe_t = xp.where(valid, targets, 0)
-        if bool(((safe_t < 0) | (safe_t >= c)).any()):
-            bad = backend.to_numpy(targets[(safe_t < 0) | (safe_t >= c)])[:5].tolist()
-            raise IndexError(f"cross_entropy: target ids {bad} out of range for {c} classes "
-                             f"(ignore_index={ignore_index})")
-        keep = ctx.recording and ctx.needs_input_grad[0]
-        e = buffers.empty(ctx.device, logits.shape, logits.dtype) if keep else None
-        m = xp.empty((n, 1), dtype=logits.dtype)
-        s = xp.empty((n, 1), dtype=logits.dtype)
-
-        def block(a: int, b: int) -> None:
-            # m = max z,  e = exp(z - m),  s = sum e   (one block of rows, in cache)
-            z = logits[a:b]
-            z.max(axis=1, keepdims=True, out=m[a:b])
-            eb = xp.subtract(z, m[a:b], out=None if e is None else e[a:b])
-            xp.exp(eb, out=eb)
-            eb.sum(axis=1, keepdims=True, out=s[a:b])
-
-        for_row_blocks(ctx.device, n, c * logits.itemsize, block)
-        # loss_i = logsumexp(z_i) - z_i[t_i] = log(s_i) - (z_t - m_i)
-        picked = logits[xp.arange(n), safe_t] - m[:, 0]
-        loss = (xp.log(s[:, 0]) - picked) * valid
-        ctx.e, ctx.s, ctx.t, ctx.valid, ctx.reduction = e, s, safe_t, valid, reduction
-        if reduction == "none":
-            return loss
-        if reduction == "sum":
-            return loss.sum()
-        ctx.count = valid.sum().astype(logits.dtype)
-        with _quiet(xp):
-            return loss.sum() / ctx.count  # nan when every target is ignored, as PyTorch
+        valid, t = class_targets(xp, "cross_entropy", targets, logits.shape[1], ignore_index)
+        ctx.t, ctx.valid, ctx.reduction = t, valid, reduction
+        ctx.count = valid.sum().astype(logits.dtype) if reduction == "mean" else None
+        ctx.fast = kernels_for(ctx.device, "cross_entropy")
+        if ctx.fast is not None:
+            return _reduce(xp, ctx.fast.cross_entropy_forward(ctx, logits, t, valid), reduction, ctx.count)
+        # logsumexp(z) = m + log(s), m = max z, s = sum exp(z - m): no exp overflows, and the largest term is 1
+        m = logits.max(axis=1, keepdims=True)
+        e = logits - m
+        xp.exp(e, out=e)  # in place: one (N, C) array in all
+        s = e.sum(axis=1, keepdims=True)
+        loss = (xp.log(s[:, 0]) - (logits[xp.arange(len(t)), t] - m[:, 0])) * valid
+        e /= s  # softmax(z): what the backward needs
+        ctx.probs = e
+        return _reduce(xp, loss, reduction, ctx.count)
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> tuple:
-        # dlogits_i = (e_i / s_i - onehot(t_i)) * w_i,  w_i = dloss_i (0 for ignored rows)
-        xp, e = ctx.xp, ctx.e
+        # d loss_i / dz_i = softmax(z_i) - onehot(t_i)  (from d logsumexp(z)/dz = softmax(z) and dz[t]/dz = onehot),
+        # times w_i = dL/dloss_i: g / count for 'mean', g for 'sum', g_i for 'none'; 0 for an ignored row
+        xp = ctx.xp
         if ctx.reduction == "mean":  # every target ignored: the loss is nan but the gradient 0, as torch
-            w = (g / xp.maximum(ctx.count, 1)) * ctx.valid
-        else:
-            w = g * ctx.valid
-        w = w.astype(e.dtype, copy=False)
-        r = w[:, None] / ctx.s
-        out = e if not ctx.retain_graph else xp.empty_like(e)  # overwrite e unless it is needed again
-
-        def block(a: int, b: int) -> None:
-            xp.multiply(e[a:b], r[a:b], out=out[a:b])
-
-        n, c = e.shape
-        for_row_blocks(ctx.device, n, c * e.itemsize, block)
-        out.reshape(-1)[xp.arange(n) * c + ctx.t] -= w  # flat indices: unique, so safe on cupy too
-        return out, None
+            g = g / xp.maximum(ctx.count, 1)
+        w = g * ctx.valid
+        if ctx.fast is not None:
+            return ctx.fast.cross_entropy_backward(ctx, w), None
+        dz = ctx.probs * w[:, None]
+        dz[xp.arange(len(w)), ctx.t] -= w  # one entry per row
+        return dz, None
 
 
 def class_targets(xp: Any, op: str, targets: Any, n_classes: int, ignore_index: int) -> tuple:

@@ -104,3 +104,41 @@ def test_linear_with_a_frozen_weight(threads):
     rng = np.random.default_rng(1)
     x, w = rng.standard_normal((300, 20)), mg.tensor(rng.standard_normal((30, 20)))
     assert_fast_equals_reference(lambda x: fused.Linear.apply(x, w), [x], rng.standard_normal((300, 30)))
+
+
+# ----------------------------------------------------------------------------------------------- cross-entropy
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("retain", [False, True])
+def test_cross_entropy(threads, dtype, reduction, retain):
+    rng = np.random.default_rng(2)
+    n, c = 1003, 300
+    assert blocks(n, c * 8) >= 10
+    z = rng.standard_normal((n, c)) * 3
+    t = rng.integers(0, c, n)
+    t[::7] = -100
+    g = rng.standard_normal(n) if reduction == "none" else np.array(1.7)
+    assert_fast_equals_reference(lambda z: fused.CrossEntropy.apply(z, targets=t, reduction=reduction), [z], g, dtype,
+                                 retain)
+
+
+@pytest.mark.parametrize("n,c,ignore", [(1, 5, False), (37, 4000, False), (64, 11, True)])
+def test_cross_entropy_odd_shapes_and_every_target_ignored(threads, n, c, ignore):
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal((n, c)) * 5
+    t = np.full(n, -100) if ignore else rng.integers(0, c, n)
+    for reduction in ("mean", "sum", "none"):
+        g = rng.standard_normal(n) if reduction == "none" else np.array(0.3)
+        if ignore and reduction == "mean":  # loss nan on both paths, gradient 0
+            fast = fused.CrossEntropy.apply(mg.tensor(z, requires_grad=True), targets=t)
+            with kernels.reference():
+                ref = fused.CrossEntropy.apply(mg.tensor(z, requires_grad=True), targets=t)
+            assert np.isnan(fast.item()) and np.isnan(ref.item())
+            continue
+        assert_fast_equals_reference(lambda z: fused.CrossEntropy.apply(z, targets=t, reduction=reduction), [z], g)
+
+
+def test_cross_entropy_without_grad(threads, dtype):
+    rng = np.random.default_rng(4)
+    z, t = rng.standard_normal((500, 333)), rng.integers(0, 333, 500)
+    assert_fast_equals_reference(lambda z: fused.CrossEntropy.apply(z, targets=t), [z], None, dtype, grad=False)
