@@ -100,3 +100,61 @@ def cross_entropy_backward(ctx: Any, w: Any) -> Any:
     for_row_blocks(ctx.device, n, c * e.itemsize, block)
     out.reshape(-1)[xp.arange(n) * c + ctx.t] -= w  # flat indices, one per row
     return out
+
+
+# ------------------------------------------------------------------------------------------------- layer norm
+
+
+def layer_norm_forward(ctx: Any, x: Any, weight: Any, bias: Any, eps: float) -> Any:
+    """y = xhat * weight + bias, xhat = (x - mean) * rstd over the last axis; saves xhat and rstd (not x)."""
+    xp = ctx.xp
+    c = x.shape[-1]
+    x2 = x.reshape(-1, c)
+    n = x2.shape[0]
+    xhat, y = xp.empty_like(x2), xp.empty_like(x2)
+    rstd = xp.empty((n, 1), dtype=x.dtype)
+
+    def block(a: int, b: int) -> None:
+        xb, xh, r = x2[a:b], xhat[a:b], rstd[a:b]
+        mean = xp.einsum("ni->n", xb)[:, None]  # (.mean is a Python wrapper around a slower sum)
+        mean *= 1.0 / c
+        xp.subtract(xb, mean, out=xh)
+        xp.multiply(xp.einsum("ni,ni->n", xh, xh)[:, None], 1.0 / c, out=r)
+        r += eps
+        xp.sqrt(r, out=r)
+        xp.divide(1.0, r, out=r)
+        xh *= r
+        yb = y[a:b]
+        xp.multiply(xh, weight, out=yb)
+        yb += bias
+
+    for_row_blocks(ctx.device, n, c * x.itemsize, block)
+    ctx.xhat, ctx.rstd, ctx.weight = xhat, rstd, weight
+    return y.reshape(x.shape)
+
+
+def layer_norm_backward(ctx: Any, g: Any) -> tuple:
+    """dx = rstd (gh - mean(gh) - xhat mean(gh xhat)), gh = g weight; xhat is overwritten unless the graph is kept."""
+    xp = ctx.xp
+    xhat, rstd, w = ctx.xhat, ctx.rstd, ctx.weight
+    n, c = xhat.shape
+    g2 = g.reshape(n, c)
+    dweight = xp.einsum("ni,ni->i", g2, xhat) if ctx.needs_input_grad[1] else None
+    dbias = xp.einsum("ni->i", g2) if ctx.needs_input_grad[2] else None
+    dx = xp.empty_like(xhat)
+    scratch = None if not ctx.retain_graph else xp.empty_like(xhat)
+
+    def block(a: int, b: int) -> None:
+        gh, xh = dx[a:b], xhat[a:b]
+        xp.multiply(g2[a:b], w, out=gh)
+        mean_gh = xp.einsum("ni->n", gh)[:, None]
+        mean_gh *= 1.0 / c
+        mean_gh_xhat = xp.einsum("ni,ni->n", gh, xh)[:, None]
+        mean_gh_xhat *= 1.0 / c
+        t = xp.multiply(xh, mean_gh_xhat, out=xh if scratch is None else scratch[a:b])
+        gh -= mean_gh
+        gh -= t
+        gh *= rstd[a:b]
+
+    for_row_blocks(ctx.device, n, c * xhat.itemsize, block)
+    return dx.reshape(g.shape), dweight, dbias

@@ -286,64 +286,38 @@ class NLLLoss(Function):
 
 
 class LayerNorm(Function):
-    """y = (x - mean) * rstd * weight + bias over the last axis; saves xhat and rstd (x itself is not kept)."""
+    """y = (x - mean) * rstd * weight + bias over the last axis (C entries), rstd = 1 / sqrt(var + eps)."""
 
     @staticmethod
     def forward(ctx: Context, x: Any, weight: Any, bias: Any, eps: float = 1e-5) -> Any:
-        xp = ctx.xp
-        c = x.shape[-1]
-        x2 = x.reshape(-1, c)
-        n = x2.shape[0]
-        xhat, y = xp.empty_like(x2), xp.empty_like(x2)
-        rstd = xp.empty((n, 1), dtype=x.dtype)
-
-        def block(a: int, b: int) -> None:
-            # xhat = (x - mean) * rstd,  rstd = 1 / sqrt(mean((x - mean)^2) + eps)  (biased, as PyTorch)
-            xb, xh, r = x2[a:b], xhat[a:b], rstd[a:b]
-            # row sums by einsum: 3x faster than ndarray.sum(axis=1) over short rows (and .mean is a Python wrapper)
-            mean = xp.einsum("ni->n", xb)[:, None]
-            mean *= 1.0 / c
-            xp.subtract(xb, mean, out=xh)
-            xp.multiply(xp.einsum("ni,ni->n", xh, xh)[:, None], 1.0 / c, out=r)
-            r += eps
-            xp.sqrt(r, out=r)
-            xp.divide(1.0, r, out=r)
-            xh *= r
-            yb = y[a:b]
-            xp.multiply(xh, weight, out=yb)
-            yb += bias
-
-        for_row_blocks(ctx.device, n, c * x.itemsize, block)
-        ctx.xhat, ctx.rstd, ctx.weight = xhat, rstd, weight
-        return y.reshape(x.shape)
+        ctx.fast = kernels_for(ctx.device, "layer_norm")
+        if ctx.fast is not None:
+            return ctx.fast.layer_norm_forward(ctx, x, weight, bias, eps)
+        # per row: mean and the biased variance (divided by C, as torch)
+        mean = x.mean(axis=-1, keepdims=True)
+        xc = x - mean
+        rstd = 1.0 / ctx.xp.sqrt((xc * xc).mean(axis=-1, keepdims=True) + eps)
+        xhat = xc * rstd  # each row now has mean 0 and variance 1 (up to eps)
+        ctx.xhat, ctx.rstd, ctx.weight = xhat, rstd, weight  # x itself is not needed again
+        return xhat * weight + bias
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> tuple:
-        # gh = g * weight
-        # dx = rstd * (gh - mean(gh) - xhat * mean(gh * xhat)),  dw = sum g*xhat,  db = sum g
-        xp = ctx.xp
-        xhat, rstd, w = ctx.xhat, ctx.rstd, ctx.weight
-        n, c = xhat.shape
-        g2 = g.reshape(n, c)
-        dweight = xp.einsum("ni,ni->i", g2, xhat) if ctx.needs_input_grad[1] else None
-        dbias = xp.einsum("ni->i", g2) if ctx.needs_input_grad[2] else None
-        dx = xp.empty_like(xhat)
-        scratch = None if not ctx.retain_graph else xp.empty_like(xhat)  # else xhat is overwritten
-
-        def block(a: int, b: int) -> None:
-            gh, xh = dx[a:b], xhat[a:b]
-            xp.multiply(g2[a:b], w, out=gh)
-            mean_gh = xp.einsum("ni->n", gh)[:, None]
-            mean_gh *= 1.0 / c
-            mean_gh_xhat = xp.einsum("ni,ni->n", gh, xh)[:, None]
-            mean_gh_xhat *= 1.0 / c
-            t = xp.multiply(xh, mean_gh_xhat, out=xh if scratch is None else scratch[a:b])
-            gh -= mean_gh
-            gh -= t
-            gh *= rstd[a:b]
-
-        for_row_blocks(ctx.device, n, c * xhat.itemsize, block)
-        return dx.reshape(g.shape), dweight, dbias
+        if ctx.fast is not None:
+            return ctx.fast.layer_norm_backward(ctx, g)
+        # y = xhat * w + b:  db = sum g,  dw = sum g * xhat (over every row),  dL/dxhat = g * w =: gh.
+        # xhat_i = (x_i - mean) * rstd, per row of C entries. x_j reaches xhat_i three ways:
+        #   directly:      d xhat_i / d x_j = rstd [i == j]
+        #   through mean:  d mean / d x_j = 1 / C,                  so  -rstd / C
+        #   through rstd:  d rstd / d x_j = -rstd^2 xhat_j / C,     so  -rstd xhat_i xhat_j / C
+        # Summed over i with gh_i:  dx_j = rstd (gh_j - mean(gh) - xhat_j mean(gh * xhat))
+        xhat, rstd, need = ctx.xhat, ctx.rstd, ctx.needs_input_grad
+        gh = g * ctx.weight
+        dx = rstd * (gh - gh.mean(axis=-1, keepdims=True) - xhat * (gh * xhat).mean(axis=-1, keepdims=True))
+        rows = tuple(range(g.ndim - 1))  # every axis but the last
+        dw = (g * xhat).sum(axis=rows) if need[1] else None
+        db = g.sum(axis=rows) if need[2] else None
+        return dx, dw, db
 
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)

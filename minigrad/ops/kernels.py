@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 from minigrad.ops import cpu_kernels
 
-CPU_OPS = frozenset({"linear", "cross_entropy"})
+CPU_OPS = frozenset({"linear", "cross_entropy", "layer_norm"})
 CUDA_OPS: frozenset = frozenset()
 
 _reference_only = False

@@ -142,3 +142,27 @@ def test_cross_entropy_without_grad(threads, dtype):
     rng = np.random.default_rng(4)
     z, t = rng.standard_normal((500, 333)), rng.integers(0, 333, 500)
     assert_fast_equals_reference(lambda z: fused.CrossEntropy.apply(z, targets=t), [z], None, dtype, grad=False)
+
+
+# -------------------------------------------------------------------------------------------------- layer norm
+
+@pytest.mark.parametrize("shape", [(9, 113, 130), (3000, 16), (1, 7), (4, 2, 1000)])
+@pytest.mark.parametrize("retain", [False, True])
+def test_layer_norm(threads, dtype, shape, retain):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(shape) * 2 + 1
+    w, b = rng.standard_normal(shape[-1]), rng.standard_normal(shape[-1])
+    g = rng.standard_normal(shape)
+    assert_fast_equals_reference(lambda x, w, b: fused.LayerNorm.apply(x, w, b, eps=1e-5), [x, w, b], g, dtype,
+                                 retain)
+
+
+def test_layer_norm_spans_blocks_and_threads():
+    assert blocks(9 * 113, 130 * 8) >= 10 and blocks(3000, 16 * 4) >= 2
+
+
+def test_layer_norm_with_frozen_affine(threads):
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((40, 50, 64))
+    w, b = mg.tensor(rng.standard_normal(64)), mg.tensor(rng.standard_normal(64))
+    assert_fast_equals_reference(lambda x: fused.LayerNorm.apply(x, w, b), [x], rng.standard_normal(x.shape))
