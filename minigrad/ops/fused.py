@@ -1,12 +1,14 @@
-"""Fused ops with hand-derived backward passes (llm.c style: math in comments, few passes).
+"""Fused ops with hand-derived backward passes, written as whole-array math (llm.c style: derivation in comments).
 
-Shapes in comments: N rows, C classes or channels. Each backward says which arrays it
-overwrites in place; that is only done when the graph is freed after backward
-(``ctx.retain_graph`` is False), so a saved buffer is never reused twice.
+Shapes in comments: N rows, C classes or channels. Each Function's forward and backward are the reference: plain
+array expressions on the device's ``xp`` (NumPy or CuPy) that a learner can check on paper, next to their
+derivation. Where a device has a faster version of an op, the Function hands over to it in one visible line,
 
-On the CPU the big ops run their passes block by block over rows (``parallel.for_row_blocks``):
-each block's temporaries stay in cache (L2 or L3) between passes, and the blocks are spread over
-the cores. The math is the same on every block, and on CuPy the whole array is one block.
+    fast = kernels_for(ctx.device, "layer_norm")   # minigrad/ops/kernels.py
+
+the CPU's in minigrad/ops/cpu_kernels.py (row blocks over the cores, buffers reused, in-place passes, a fitted
+float32 GELU), the CUDA kernels in minigrad/cuda_kernels.py (GELU). ``with minigrad.ops.kernels.reference():``
+runs the math below everywhere; tests/minigrad/test_reference_vs_fast.py pins fast = reference on every op.
 """
 from __future__ import annotations
 
@@ -16,9 +18,7 @@ from typing import Any
 
 from minigrad import backend
 from minigrad.autograd import Context, Function
-from minigrad.ops import buffers, parallel
 from minigrad.ops.kernels import kernels_for
-from minigrad.ops.parallel import for_row_blocks
 
 
 def _check_linear(x: Any, weight: Any, bias: Any) -> None:
@@ -85,14 +85,6 @@ def _quiet(xp: Any) -> Any:
     return errstate(divide="ignore", invalid="ignore") if errstate is not None else contextlib.nullcontext()
 
 
-def _softmax_into(xp: Any, x: Any, axis: int) -> Any:
-    """Numerically stable softmax in 3 passes over a fresh buffer: y = exp(x - max) / sum."""
-    y = x - x.max(axis=axis, keepdims=True)
-    xp.exp(y, out=y)
-    y /= y.sum(axis=axis, keepdims=True)
-    return y
-
-
 def _check_axis(op: str, axis: int, ndim: int) -> int:
     """axis as a non-negative int; a 0-d input takes 0 or -1 (as torch). IndexError like torch's otherwise."""
     lo, hi = -max(ndim, 1), max(ndim, 1) - 1
@@ -107,25 +99,26 @@ class Softmax(Function):
 
     @staticmethod
     def forward(ctx: Context, x: Any, axis: int = -1) -> Any:
+        xp = ctx.xp
         axis = _check_axis("softmax", axis, x.ndim)
         ctx.axis, ctx.shape = axis, x.shape
         if x.size == 0:
             ctx.y = x.copy()
-        elif x.ndim == 0:
-            ctx.y = _softmax_into(ctx.xp, x.reshape(1), 0)
-            return ctx.y.reshape(())
-        else:
-            ctx.y = _softmax_into(ctx.xp, x, axis)
-        return ctx.y
+            return ctx.y
+        x1 = x.reshape(1) if x.ndim == 0 else x
+        y = x1 - x1.max(axis=axis, keepdims=True)  # subtracting the max changes nothing but overflow
+        xp.exp(y, out=y)
+        y /= y.sum(axis=axis, keepdims=True)
+        ctx.y = y
+        return y if x.ndim else y.reshape(())
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> Any:
-        # dx = y * (g - sum(g * y))
+        # dy_i/dx_j = y_i ([i == j] - y_j), so dx_j = sum_i g_i y_i ([i == j] - y_j) = y_j (g_j - sum_i g_i y_i)
         y = ctx.y
-        if g.ndim == 0:
-            g = g.reshape(1)
+        g = g.reshape(y.shape)
         dx = y * (g - (g * y).sum(axis=ctx.axis, keepdims=True))
-        return dx.reshape(ctx.shape) if dx.shape != ctx.shape else dx
+        return dx.reshape(ctx.shape)
 
 
 class LogSoftmax(Function):
@@ -143,15 +136,26 @@ class LogSoftmax(Function):
             y = x1 - x1.max(axis=axis, keepdims=True)
             y -= xp.log(xp.exp(y).sum(axis=axis, keepdims=True))
         ctx.axis, ctx.y = axis, y
-        return y.reshape(()) if x.ndim == 0 else y
+        return y if x.ndim else y.reshape(())
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> Any:
-        # y = x - logsumexp(x):  dx = g - softmax(x) * sum(g) = g - exp(y) * sum(g)
-        if g.ndim == 0:
-            g = g.reshape(1)
+        # y = x - logsumexp(x), d logsumexp(x) / dx_j = softmax(x)_j = exp(y_j):  dx = g - exp(y) * sum(g)
+        g = g.reshape(ctx.y.shape)
         dx = g - ctx.xp.exp(ctx.y) * g.sum(axis=ctx.axis, keepdims=True)
-        return dx.reshape(ctx.shape) if dx.shape != ctx.shape else dx
+        return dx.reshape(ctx.shape)
+
+
+def class_targets(xp: Any, op: str, targets: Any, n_classes: int, ignore_index: int) -> tuple:
+    """(valid, safe): valid = targets != ignore_index, safe = targets with ignored ids replaced by 0.
+    IndexError naming the first bad ids when a kept target is outside [0, n_classes)."""
+    valid = targets != ignore_index
+    safe = xp.where(valid, targets, 0)
+    bad = (safe < 0) | (safe >= n_classes)
+    if bool(bad.any()):
+        ids = backend.to_numpy(targets[bad])[:5].tolist()
+        raise IndexError(f"{op}: target ids {ids} out of range for {n_classes} classes (ignore_index={ignore_index})")
+    return valid, safe
 
 
 def _reduce(xp: Any, loss: Any, reduction: str, count: Any) -> Any:
@@ -203,18 +207,6 @@ class CrossEntropy(Function):
         dz = ctx.probs * w[:, None]
         dz[xp.arange(len(w)), ctx.t] -= w  # one entry per row
         return dz, None
-
-
-def class_targets(xp: Any, op: str, targets: Any, n_classes: int, ignore_index: int) -> tuple:
-    """(valid, safe): valid = targets != ignore_index, safe = targets with ignored ids replaced by 0.
-    IndexError naming the first bad ids when a kept target is outside [0, n_classes)."""
-    valid = targets != ignore_index
-    safe = xp.where(valid, targets, 0)
-    bad = (safe < 0) | (safe >= n_classes)
-    if bool(bad.any()):
-        ids = backend.to_numpy(targets[bad])[:5].tolist()
-        raise IndexError(f"{op}: target ids {ids} out of range for {n_classes} classes (ignore_index={ignore_index})")
-    return valid, safe
 
 
 class NLLLoss(Function):
@@ -325,134 +317,35 @@ _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
-def _gelu_erf_block(xp: Any, x: Any, y: Any, d: Any) -> None:
-    """y = x Phi(x) and d = dy/dx = Phi(x) + x phi(x) for one block, Phi(x) = (1 + erf(x / sqrt 2)) / 2.
-
-    Any dtype and array library (float64 in practice: float32 takes _gelu_erf_block_f32).
-    """
-    e = x * x
-    e *= -0.5
-    xp.exp(e, out=e)  # e = exp(-x^2 / 2) = sqrt(2 pi) phi(x)
-    cdf = backend.erf(x * _INV_SQRT_2)  # a fresh array: updated in place below
-    cdf += 1.0
-    cdf *= 0.5
-    xp.multiply(x, cdf, out=y)
-    if d is not None:
-        xp.multiply(x, e, out=d)
-        d *= _INV_SQRT_2PI
-        d += cdf
-
-
-# Phi(-a) = erfc(a / sqrt 2) / 2 ~= exp(-a^2 / 2) * t * (c1 + c2 t + ... + c6 t^5), t = 1 / (1 + p a / sqrt 2), a >= 0:
-# the form of Abramowitz & Stegun 7.1.26 with one more term, refitted (minimax, Lawson's iterations in float64)
-# to |error| < 8.5e-9 for every a; the halves are folded into the c's. It needs no exp of its own: exp(-x^2/2)
-# is computed for phi(x) anyway, and its 20 passes cost less than a rational erf's 25 plus the final ones.
-# tools/fit_gelu_phi.py refits them.
-_PHI_P = 0.55 * _INV_SQRT_2
-_PHI_C = (0.30158341359046015 / 2, 0.3908422908206769 / 2, -0.04142673853664183 / 2, 0.7597152575920728 / 2,
-          -0.5180388396397063 / 2, 0.10732463308930205 / 2)
-_SIGN_BIT = -(1 << 31)  # as int32
-
-
-def _gelu_erf_block_f32(np_: Any, x: Any, y: Any, d: Any) -> None:
-    """The float32 form of _gelu_erf_block: |error| of y at most 4.5e-7 and of dy/dx 2.5e-7 against the float64
-    result on [-12, 12] (the rational-erf path: 1.4e-6 for y); like any float32 1/2 + erf/2, it is absolute,
-    not relative, accuracy where y is tiny. np_ is numpy, or cupy where a GPU runs without minigrad's kernels; x is a
-    contiguous 1-D block."""
-    f32 = np_.float32
-    e = np_.multiply(x, x)
-    e *= f32(-0.5)
-    np_.exp(e, out=e)  # e = exp(-x^2 / 2)
-    t = np_.abs(x)
-    t *= f32(_PHI_P)
-    t += f32(1.0)
-    np_.divide(f32(1.0), t, out=t)
-    h = np_.multiply(t, f32(_PHI_C[5]))  # Horner in t
-    for c in _PHI_C[4::-1]:
-        h += f32(c)
-        h *= t
-    h *= e  # h = Phi(-|x|), in (0, 1/2]
-    # Phi(x) = 1/2 + sign(x) (1/2 - h): the sign bit of x set into (1/2 - h) >= 0 (cheaper than copysign or where)
-    cdf = np_.subtract(f32(0.5), h, out=h)
-    sign = np_.bitwise_and(x.view(np_.int32), np_.int32(_SIGN_BIT), out=t.view(np_.int32))
-    np_.bitwise_or(cdf.view(np_.int32), sign, out=cdf.view(np_.int32))
-    cdf += f32(0.5)
-    np_.multiply(x, cdf, out=y)
-    if d is not None:
-        e *= x
-        e *= f32(_INV_SQRT_2PI)
-        np_.add(cdf, e, out=d)
-
-
-def _gelu_tanh_block(xp: Any, x: Any, y: Any, d: Any) -> None:
-    """y = 0.5 x (1 + tanh(u)) and d = dy/dx (when d is given) for one block, u = sqrt(2/pi) (x + 0.044715 x^3)
-    (x*x*x, never x**3)."""
-    t = x * x
-    t *= 0.044715
-    t += 1.0
-    t *= x
-    t *= _SQRT_2_OVER_PI
-    xp.tanh(t, out=t)
-    if d is not None:
-        # dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)   (sech^2 = 1 - tanh^2)
-        xp.multiply(x, x, out=d)
-        d *= 3 * 0.044715
-        d += 1.0
-        d *= x
-        d *= 0.5 * _SQRT_2_OVER_PI
-        sech2 = t * t
-        xp.subtract(1.0, sech2, out=sech2)
-        d *= sech2
-    t += 1.0
-    t *= 0.5
-    if d is not None:
-        d += t
-    xp.multiply(x, t, out=y)
-
-
 class Gelu(Function):
-    """GELU, exact (erf) or tanh form. Forward computes dy/dx alongside y and saves only that, so
-    backward is one multiply (and x need not be kept). A device with fused kernels (``device.kernels``,
-    CUDA) runs one kernel each way instead.
-    """
+    """GELU(x) = x Phi(x), Phi the standard normal CDF (approximate="none"), or its tanh approximation."""
 
     @staticmethod
     def forward(ctx: Context, x: Any, approximate: str = "none") -> Any:
-        xp, kernels = ctx.xp, ctx.device.kernels
-        ctx.x_shape, ctx.approximate = x.shape, approximate
-        if kernels is not None:
-            ctx.x = x
-            return kernels.gelu_forward(x, approximate)
-        xf = x.reshape(-1)
-        y = xp.empty_like(xf)
-        d = xp.empty_like(xf) if ctx.recording else None
-        if approximate == "tanh":
-            block_fn = _gelu_tanh_block
-        elif xf.dtype == xp.float32:
-            block_fn = _gelu_erf_block_f32
-        else:
-            block_fn = _gelu_erf_block
-
-        def block(a: int, b: int) -> None:  # without d (no grad) the derivative is skipped
-            block_fn(xp, xf[a:b], y[a:b], None if d is None else d[a:b])
-
-        for_row_blocks(ctx.device, xf.size, xf.itemsize, block)
-        ctx.d = d
-        return y.reshape(x.shape)
+        ctx.approximate = approximate
+        ctx.fast = kernels_for(ctx.device, "gelu")
+        if ctx.fast is not None:
+            return ctx.fast.gelu_forward(ctx, x, approximate)
+        ctx.x = x  # the backward recomputes erf or tanh from x
+        if approximate == "tanh":  # y = x/2 (1 + tanh u),  u = sqrt(2/pi) (x + 0.044715 x^3)
+            return 0.5 * x * (1.0 + ctx.xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)))
+        return 0.5 * x * (1.0 + backend.erf(x * _INV_SQRT_2))  # Phi(x) = (1 + erf(x / sqrt 2)) / 2
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> Any:
-        xp = ctx.xp
-        if ctx.device.kernels is not None:
-            return ctx.device.kernels.gelu_backward(ctx.x, g, ctx.approximate)
-        d, gf = ctx.d, g.reshape(-1)
-        dx = d if not ctx.retain_graph else xp.empty_like(d)  # d is overwritten when the graph is freed
-
-        def block(a: int, b: int) -> None:
-            xp.multiply(d[a:b], gf[a:b], out=dx[a:b])  # dx = g * dy/dx
-
-        for_row_blocks(ctx.device, d.size, d.itemsize, block)
-        return dx.reshape(ctx.x_shape)
+        if ctx.fast is not None:
+            return ctx.fast.gelu_backward(ctx, g)
+        xp, x = ctx.xp, ctx.x
+        if ctx.approximate == "tanh":
+            # t = tanh u, dt/du = 1 - t^2 (sech^2), du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2):
+            # dy/dx = (1 + t) / 2 + x/2 (1 - t^2) du/dx
+            t = xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))
+            du = _SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x * x)
+            dydx = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du
+        else:
+            # dy/dx = Phi(x) + x phi(x),  phi(x) = Phi'(x) = exp(-x^2 / 2) / sqrt(2 pi)
+            dydx = 0.5 * (1.0 + backend.erf(x * _INV_SQRT_2)) + x * xp.exp(-0.5 * x * x) * _INV_SQRT_2PI
+        return g * dydx
 
 
 class Dropout(Function):

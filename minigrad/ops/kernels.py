@@ -19,8 +19,8 @@ from typing import Any, Iterator
 
 from minigrad.ops import cpu_kernels
 
-CPU_OPS = frozenset({"linear", "cross_entropy", "layer_norm"})
-CUDA_OPS: frozenset = frozenset()
+CPU_OPS = frozenset({"linear", "cross_entropy", "layer_norm", "gelu"})
+CUDA_OPS = frozenset({"gelu"})
 
 _reference_only = False
 

@@ -286,9 +286,9 @@ def test_the_train_command_runs_on_the_device_like_on_the_cpu_and_resumes_on_the
     np.testing.assert_allclose(losses(tmp_path / "dev"), losses(tmp_path / "cpu"), rtol=1e-5)
 
 
-def test_float32_gelu_without_kernels_runs_the_cpu_code_on_the_device():
-    # MINIGRAD_CUDA_KERNELS=0 on a GPU: the exact GELU's float32 form (bit ops on int32 views) must be cupy-clean
-    # and give the CPU's bits
+def test_float32_gelu_without_kernels_runs_the_reference_math_on_the_device():
+    # MINIGRAD_CUDA_KERNELS=0 on a GPU: GELU runs its reference math (erf through the device's hook), which must be
+    # cupy-clean; the CPU runs its fitted float32 form, so the two agree to float32 accuracy (|error| < 2e-6 each)
     cupy_or_skip("the strict cupy stand-in")
     from tests.strict_cupy import make_device
     dev = make_device(97)
@@ -297,12 +297,13 @@ def test_float32_gelu_without_kernels_runs_the_cpu_code_on_the_device():
         x = np.random.default_rng(5).standard_normal(3000).astype(np.float32) * 3
         t = mg.tensor(x).to(dev).requires_grad_()
         y = F.gelu(t)
+        assert y._ctx.fast is None  # the reference path
         y.backward(mg.ones(3000).to(dev))
         tc = mg.tensor(x, requires_grad=True)
         yc = F.gelu(tc)
         yc.backward(mg.ones(3000))
         assert_on(dev, y, t.grad)
-        np.testing.assert_array_equal(y.numpy(), yc.numpy())
-        np.testing.assert_array_equal(t.grad.numpy(), tc.grad.numpy())
+        np.testing.assert_allclose(y.numpy(), yc.numpy(), rtol=0, atol=3e-6)
+        np.testing.assert_allclose(t.grad.numpy(), tc.grad.numpy(), rtol=0, atol=3e-6)
     finally:
         dev.kernels = kernels

@@ -166,3 +166,23 @@ def test_layer_norm_with_frozen_affine(threads):
     x = rng.standard_normal((40, 50, 64))
     w, b = mg.tensor(rng.standard_normal(64)), mg.tensor(rng.standard_normal(64))
     assert_fast_equals_reference(lambda x: fused.LayerNorm.apply(x, w, b), [x], rng.standard_normal(x.shape))
+
+
+# -------------------------------------------------------------------------------------------------------- GELU
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+@pytest.mark.parametrize("shape", [(7, 3001), (2, 5, 1000), (1,)])
+@pytest.mark.parametrize("retain", [False, True])
+def test_gelu(threads, dtype, approximate, shape, retain):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(shape) * 3
+    x.reshape(-1)[:4] = [0.0, -9.0, 9.0, -30.0][:x.size]  # 0, far tails
+    g = rng.standard_normal(shape)
+    assert_fast_equals_reference(lambda x: fused.Gelu.apply(x, approximate=approximate), [x], g, dtype, retain)
+
+
+def test_gelu_without_grad(threads, dtype):
+    x = np.random.default_rng(8).standard_normal(20_000) * 4
+    for approximate in ("none", "tanh"):
+        assert_fast_equals_reference(lambda x: fused.Gelu.apply(x, approximate=approximate), [x], None, dtype,
+                                     grad=False)
