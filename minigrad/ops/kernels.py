@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 from minigrad.ops import cpu_kernels
 
-CPU_OPS = frozenset({"linear", "cross_entropy", "layer_norm", "gelu"})
+CPU_OPS = frozenset({"linear", "cross_entropy", "layer_norm", "gelu", "attention"})
 CUDA_OPS = frozenset({"gelu"})
 
 _reference_only = False

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad.ops import attention, cpu_kernels, fused, kernels, parallel  # noqa: F401
+from minigrad.ops import attention, cpu_kernels, fused, kernels, parallel
 
 TOL = {"float64": 1e-12, "float32": 1e-5}
 
@@ -69,6 +69,7 @@ def assert_fast_equals_reference(fn, arrays, g, dtype="float64", retain=False, g
 
     with pytest.MonkeyPatch.context() as mp:  # which version each Function picked
         mp.setattr(fused, "kernels_for", spy)
+        mp.setattr(attention, "kernels_for", spy)
         fast = run(fn, arrays, g, dtype, retain, grad)
         fast_picked, picked[:] = list(picked), []
         with kernels.reference():
@@ -186,3 +187,143 @@ def test_gelu_without_grad(threads, dtype):
     for approximate in ("none", "tanh"):
         assert_fast_equals_reference(lambda x: fused.Gelu.apply(x, approximate=approximate), [x], None, dtype,
                                      grad=False)
+
+
+# --------------------------------------------------------------------------------------------------- attention
+
+def sdpa(**kw):
+    return lambda q, k, v: attention.ScaledDotProductAttention.apply(q, k, v, **kw)
+
+
+@pytest.mark.parametrize("tq,tk,mode", [(tq, tk, m) for tq, tk in [(150, 150), (64, 64), (3, 150), (130, 200), (200, 130)]
+                                        for m in ("causal", "full", "cached") if not (m == "cached" and tq > tk)])
+def test_attention(threads, dtype, tq, tk, mode):
+    rng = np.random.default_rng(9)
+    b, h, d = 5, 3, 16
+    q, k, v = rng.standard_normal((b, h, tq, d)), rng.standard_normal((b, h, tk, d)), rng.standard_normal((b, h, tk, d))
+    kw = {"causal": dict(is_causal=True), "full": {}, "cached": dict(is_causal=True, causal_offset=tk - tq)}[mode]
+    assert_fast_equals_reference(sdpa(**kw), [q, k, v], rng.standard_normal((b, h, tq, d)), dtype)
+
+
+def test_attention_retain_graph_and_other_value_width(threads):
+    rng = np.random.default_rng(10)
+    q, k, v = rng.standard_normal((4, 2, 90, 8)), rng.standard_normal((4, 2, 90, 8)), rng.standard_normal((4, 2, 90, 5))
+    assert_fast_equals_reference(sdpa(is_causal=True, scale=0.3), [q, k, v], rng.standard_normal((4, 2, 90, 5)),
+                                 retain=True)
+
+
+@pytest.mark.parametrize("mask_kind", ["bool", "float", "bool rows fully masked"])
+def test_attention_with_a_mask_and_broadcast_inputs(threads, mask_kind):
+    rng = np.random.default_rng(11)
+    q = rng.standard_normal((2, 3, 5, 4))
+    k, v = rng.standard_normal((1, 3, 7, 4)), rng.standard_normal((1, 3, 7, 4))  # broadcast over the batch
+    if mask_kind == "float":
+        mask = rng.standard_normal((5, 7))
+    else:
+        mask = rng.random((5, 7)) > 0.3
+        mask[:, 0] = mask_kind == "bool"  # else: row 1 has no key at all (P = 0, as torch)
+        mask[1] = mask_kind == "bool" and mask[1]
+    g = rng.standard_normal((2, 3, 5, 4))
+    assert_fast_equals_reference(sdpa(attn_mask=mask), [q, k, v], g)
+
+
+def test_attention_with_a_float_mask_that_needs_its_gradient(threads, dtype):
+    rng = np.random.default_rng(12)
+    q, k, v = (rng.standard_normal((3, 2, 40, 8)) for _ in range(3))
+    mask = rng.standard_normal((3, 1, 40, 40))
+    fn = lambda q, k, v, m: attention.ScaledDotProductAttention.apply(q, k, v, m)  # noqa: E731
+    assert_fast_equals_reference(fn, [q, k, v, mask], rng.standard_normal((3, 2, 40, 8)), dtype)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_attention_with_dropout_draws_the_same_mask(threads, causal):
+    rng = np.random.default_rng(13)
+    q, k, v = (rng.standard_normal((3, 2, 70, 8)) for _ in range(3))
+    g = rng.standard_normal((3, 2, 70, 8))
+
+    def fn(q, k, v):
+        mg.manual_seed(5)  # both paths draw their keep mask in one call of the device's generator
+        return attention.ScaledDotProductAttention.apply(q, k, v, is_causal=causal, dropout_p=0.3)
+
+    assert_fast_equals_reference(fn, [q, k, v], g)
+
+
+@pytest.mark.parametrize("causal,dropout", [(True, 0.0), (False, 0.0), (True, 0.2)])
+def test_packed_self_attention(threads, dtype, causal, dropout):
+    rng = np.random.default_rng(14)
+    b, t, h, d = 6, 130, 4, 8
+    qkv, g = rng.standard_normal((b, t, 3 * h * d)), rng.standard_normal((b, t, h * d))
+
+    def fn(x):
+        mg.manual_seed(6)
+        return attention.PackedSelfAttention.apply(x, n_heads=h, is_causal=causal, dropout_p=dropout)
+
+    assert_fast_equals_reference(fn, [qkv], g, dtype)
+
+
+def test_attention_without_grad(threads):
+    rng = np.random.default_rng(15)
+    q, k, v = (rng.standard_normal((2, 2, 100, 8)) for _ in range(3))
+    assert_fast_equals_reference(sdpa(is_causal=True), [q, k, v], None, grad=False)
+
+
+# ---------------------------------------------------------------------------------------------------- dispatch
+
+class _Device:
+    def __init__(self, type, kernels=None):
+        self.type, self.kernels = type, kernels
+
+
+def test_each_device_gets_its_fast_versions_and_reference_turns_them_off():
+    cpu = mg.device("cpu")
+    for op in sorted(kernels.CPU_OPS):
+        assert kernels.kernels_for(cpu, op) is cpu_kernels
+        assert hasattr(cpu_kernels, f"{op}_forward") and hasattr(cpu_kernels, f"{op}_backward")
+    assert kernels.kernels_for(cpu, "softmax") is None  # no fast version: the reference everywhere
+    with kernels.reference():
+        assert kernels.kernels_for(cpu, "gelu") is None
+        with kernels.reference():
+            pass
+        assert kernels.kernels_for(cpu, "gelu") is None  # nested: still off
+    assert kernels.kernels_for(cpu, "gelu") is cpu_kernels
+    gpu = _Device("cuda", kernels=object())
+    assert isinstance(kernels.kernels_for(gpu, "gelu"), kernels.CudaOps)
+    assert kernels.kernels_for(gpu, "layer_norm") is None
+    assert kernels.kernels_for(_Device("cuda"), "gelu") is None  # MINIGRAD_CUDA_KERNELS=0
+
+
+def test_the_cuda_kernels_path_runs_the_device_kernels_unchanged():
+    from tests.strict_cupy import cupy_or_skip, make_device
+    cupy_or_skip("the strict cupy stand-in")
+    dev = make_device()
+    x = np.random.default_rng(16).standard_normal((4, 300)).astype(np.float32) * 3
+    g = np.random.default_rng(17).standard_normal((4, 300)).astype(np.float32)
+    for approximate in ("none", "tanh"):
+        t = mg.tensor(x, device=dev, requires_grad=True)
+        y = fused.Gelu.apply(t, approximate=approximate)
+        assert isinstance(y._ctx.fast, kernels.CudaOps)
+        y.backward(mg.tensor(g, device=dev))
+        xd, gd = mg.tensor(x, device=dev).data, mg.tensor(g, device=dev).data
+        np.testing.assert_array_equal(y.numpy(), dev.kernels.gelu_forward(xd, approximate).get())
+        np.testing.assert_array_equal(t.grad.numpy(), dev.kernels.gelu_backward(xd, gd, approximate).get())
+
+
+def test_reference_math_stays_short():
+    """Each fused op's reference forward and backward: at most 25 lines of code (the fast dispatch included)."""
+    import ast
+    import inspect
+    import textwrap
+    functions = [getattr(cls, name) for cls in (fused.Linear, fused.Embedding, fused.Softmax, fused.LogSoftmax,
+                                                fused.CrossEntropy, fused.NLLLoss, fused.LayerNorm, fused.Gelu,
+                                                fused.Dropout, attention.ScaledDotProductAttention,
+                                                attention.PackedSelfAttention)
+                 for name in ("forward", "backward")] + [attention.sdpa_forward, attention.sdpa_backward]
+    for fn in functions:  # code lines: the signature and body, without the docstring, comments and blank lines
+        source = textwrap.dedent(inspect.getsource(fn))
+        node = ast.parse(source).body[0]
+        doc = node.body[0] if isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant) \
+            else None
+        skip = set(range(doc.lineno, doc.end_lineno + 1)) if doc else set()
+        lines = [ln for i, ln in enumerate(source.splitlines(), 1)
+                 if i not in skip and ln.strip() and not ln.strip().startswith(("#", "@"))]
+        assert len(lines) <= 25, (fn.__qualname__, len(lines))
