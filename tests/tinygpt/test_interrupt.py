@@ -234,8 +234,9 @@ RANDOM_STOPS = [(0, signal.SIGINT), (1, signal.SIGINT), (2, signal.SIGINT), (3, 
 def test_a_signal_at_a_random_moment_resumes_bit_for_bit(ref, seed, signum):
     rng = random.Random(seed)
     # even seeds aim at an eval step (eval, sample and checkpoint follow its metrics line)
-    n = rng.choice([5, 10, 15]) if seed % 2 == 0 else rng.randint(1, STEPS - 4)
-    delay = rng.uniform(0, 0.06)
+    # at least 8 steps left and at most 30 ms of delay: the signal lands before the run ends on a fast machine too
+    n = rng.choice([5, 10]) if seed % 2 == 0 else rng.randint(1, STEPS - 8)
+    delay = rng.uniform(0, 0.03)
     run = ref.base / f"stop-{seed}"
     proc = popen([sys.executable, "-m", "tinygpt.train", *run_args(ref.corpus, run)])
     wait_for_steps(proc, run, n)
@@ -299,8 +300,8 @@ def test_sigint_inside_a_phase_of_a_step_finishes_the_step_and_resumes_bit_for_b
 @pytest.mark.parametrize("seed", [0, 1], ids=["double-sigint-seed0", "double-sigint-seed1"])
 def test_a_second_sigint_stops_at_once_and_the_folder_resumes_bit_for_bit(ref, seed):
     rng = random.Random(100 + seed)
-    n = rng.choice([6, 11]) if seed == 0 else rng.randint(6, STEPS - 4)
-    first, second = rng.uniform(0, 0.05), rng.uniform(0, 0.005)
+    n = rng.choice([6, 11]) if seed == 0 else rng.randint(6, STEPS - 8)
+    first, second = rng.uniform(0, 0.03), rng.uniform(0, 0.005)
     run = ref.base / f"double-{seed}"
     proc = popen([sys.executable, "-m", "tinygpt.train", *run_args(ref.corpus, run)])
     wait_for_steps(proc, run, n)
@@ -310,6 +311,11 @@ def test_a_second_sigint_stops_at_once_and_the_folder_resumes_bit_for_bit(ref, s
     proc.send_signal(signal.SIGINT)
     out, err = finish(proc)
     assert "Traceback" not in err, err
+    if checkpoint.read_config(run)["state"]["step"] == STEPS and "interrupted" not in out + err:
+        # a fast machine finished the run before the signals came (they then end the exiting interpreter)
+        assert proc.returncode in (0, 130, -signal.SIGINT), (proc.returncode, err)
+        check_loads_consistently(run, ref, [STEPS])
+        return
     if "interrupted: checkpoint of step" in out:  # the first was handled whole before the second came:
         assert proc.returncode in (130, -signal.SIGINT), err  # exit 130, or killed by it at interpreter exit
     else:
