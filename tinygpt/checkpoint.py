@@ -68,7 +68,8 @@ def _record(path: Path) -> dict:
     return {"bytes": path.stat().st_size, "sha256": _sha256(path)}
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make the renames in folder durable (a no-op where folders cannot be opened)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:  # not possible on every platform; the renames are still atomic
@@ -146,7 +147,7 @@ def finish_commit(run_dir: "str | Path") -> None:
         tmp = run / staged_name(name)
         if tmp.exists() and _matches(tmp, rec):
             os.replace(tmp, run / name)
-    _fsync_dir(run)
+    fsync_dir(run)
     for path in run.iterdir():
         if is_temporary(path.name) and path.is_file():
             path.unlink(missing_ok=True)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from minigrad import backend
+from tinygpt.checkpoint import fsync_dir
 from tinygpt.cli import Parser, UsageError
 
 LAYER_NORM_EPS = 1e-5  # minigrad's LayerNorm default, which TinyGPT uses
@@ -125,19 +126,6 @@ def hf_tokenizer(tokenizer: Any) -> tuple[dict, dict]:
     return data, config
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _write_folder(folder: Path, files: dict[str, Any]) -> None:
     from safetensors.numpy import save_file
     for name, content in files.items():
@@ -148,7 +136,7 @@ def _write_folder(folder: Path, files: dict[str, Any]) -> None:
             path.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         with open(path, "rb") as f:
             os.fsync(f.fileno())
-    _fsync_dir(folder)
+    fsync_dir(folder)
 
 
 def check_out(out: Path, run: Path, overwrite: bool) -> None:
@@ -197,7 +185,7 @@ def export(run: "str | Path", out: "str | Path", overwrite: bool = False) -> Pat
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, out)
-        _fsync_dir(out.resolve().parent)
+        fsync_dir(out.resolve().parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

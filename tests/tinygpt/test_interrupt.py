@@ -15,7 +15,7 @@
   the `.*.tmp` files when its first step starts, and reproduces the uninterrupted curve. The sweep
   kills right before and right after each of the 34 calls one checkpoint write makes (minigrad.save,
   safetensors' save_file, tempfile.mkstemp, os.fsync, os.replace, os.unlink, atomic_write_text, the
-  tokenizer's save, _record, finish_commit, _fsync_dir): 68 kills, K = 0..33, before any staged
+  tokenizer's save, _record, finish_commit, fsync_dir): 68 kills, K = 0..33, before any staged
   file, between and inside the staged writes, around the config.json commit, between the renames and
   after them. Plus 3 SIGKILLs at seeded random moments around evals and checkpoints.
 * A damaged run folder (model.safetensors truncated, flipped, missing, or its staged copy damaged
@@ -376,7 +376,7 @@ for owner, attr, name in [(minigrad, "save", "minigrad.save"), (ser, "save_file"
                           (ck, "atomic_write_text", "atomic_write_text"),
                           (tt, "atomic_write_text", "atomic_write_text"),
                           (tt.CharTokenizer, "save", "tokenizer.save"), (ck, "_record", "_record"),
-                          (ck, "finish_commit", "finish_commit"), (ck, "_fsync_dir", "_fsync_dir")]:
+                          (ck, "finish_commit", "finish_commit"), (ck, "fsync_dir", "fsync_dir")]:
     wrap(owner, attr, name)
 
 real_save = ck.save_checkpoint
