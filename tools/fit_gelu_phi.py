@@ -1,4 +1,4 @@
-"""Refit the coefficients of minigrad's float32 exact-GELU form (minigrad/ops/fused.py, _PHI_P and _PHI_C).
+"""Refit the coefficients of minigrad's float32 exact-GELU form (minigrad/ops/cpu_kernels.py, _PHI_P and _PHI_C).
 
 python tools/fit_gelu_phi.py [--degree 6] [--p 0.55]
 
