@@ -133,17 +133,7 @@ def splitter(pattern: str) -> Callable[[str], list[str]]:
         spans = [m.span() for m in finditer(text)]
         if any(s == e for s, e in spans):
             spans = _onig_spans(search, text)
-        out: list[str] = []
-        prev = 0
-        for s, e in spans:
-            if s > prev:
-                out.append(text[prev:s])  # the unmatched stretch before this match
-            if e > s:
-                out.append(text[s:e])
-            prev = e
-        if prev < len(text):
-            out.append(text[prev:])
-        return out
+        return _pieces(text, spans)
 
     return pieces
 
@@ -279,6 +269,7 @@ def _split_step(rx: regex.Pattern, behavior: str, invert: bool) -> Callable[[str
 
 
 def _pieces(text: str, spans: list[tuple[int, int]]) -> list[str]:
+    """The matches at spans and, as pieces of their own, the unmatched stretches between them (HF's Split isolated)."""
     out: list[str] = []
     prev = 0
     for s, e in spans:

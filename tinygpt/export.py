@@ -196,16 +196,20 @@ def export(run: "str | Path", out: "str | Path", overwrite: bool = False) -> Pat
 ACTIVATIONS = {"gelu": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh"}
 
 
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ExportError(f"{path} is not valid JSON ({e})") from None
+
+
 def _read_config(folder: Path) -> dict:
     path = folder / "config.json"
     if not folder.is_dir():
         raise ExportError(f"{folder}: no such folder" if not folder.exists() else f"{folder} is a file, not a folder")
     if not path.is_file():
         raise ExportError(f"{folder} has no config.json: not a Hugging Face model folder")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ExportError(f"{path} is not valid JSON ({e})") from None
+    data = _read_json(path)
     if not isinstance(data, dict):
         raise ExportError(f"{path} is not a JSON object")
     return data
@@ -336,10 +340,7 @@ def load_pretrained_tokenizer(folder: "str | Path") -> Any:
     path = Path(folder) / "tokenizer.json"
     if not path.is_file():
         raise ExportError(f"{Path(folder)} has no tokenizer.json")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ExportError(f"{path} is not valid JSON ({e})") from None
+    data = _read_json(path)
     model = data.get("model") if isinstance(data, dict) else None
     if isinstance(model, dict) and model.get("type") == "WordLevel" and data.get("decoder") == {"type": "Fuse"}:
         vocab = model.get("vocab")
