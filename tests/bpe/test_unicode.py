@@ -4,7 +4,7 @@ Pre-tokenization: bpe splits with the `regex` package, tokenizers 0.23 with Onig
 0.14 with Rust's regex crate; both of those use Unicode 16.0. regex 2024.9.11 ... 2025.9.18 use
 Unicode 16.0 too, later releases Unicode 17.0 and up. With a Unicode 16.0 `regex` bpe's ids equal
 Hugging Face's on every code point; with a newer one they differ exactly on the code points
-assigned after 16.0 (U+0558, U+10EE7, ...), which the newer tables put in \\p{L}, \\p{N}, ...
+assigned after 16.0 (U+088F, U+0C5C, ... with regex 2026), which the newer tables put in \\p{L}, \\p{N}, ...
 while Oniguruma still reads them as unassigned.
 
 Normalizers: Python's unicodedata (Unicode 14.0 on Python 3.11) against tokenizers' tables (older
@@ -56,7 +56,8 @@ def test_hf_and_regex_classes_differ_only_on_code_points_newer_than_hfs_tables()
         assert not any(diffs.values()), "a Unicode 16.0 regex must split exactly like tokenizers"
     else:
         assert regex_letters() > hf_letters  # a newer Unicode: regex knows more letters
-        assert 0x0558 in diffs["L"] and 0x10EE7 in diffs["L"]
+        # which code points differ depends on the regex release (17.0, 17.1, ...), not that some letters do
+        assert diffs["L"] and all(c not in diffs["L"] for c in map(ord, "aZ\u00e9\u4e00"))
         assert not diffs["s"]
 
 
@@ -83,22 +84,25 @@ def test_pre_tokens_differ_from_hfs_exactly_on_the_newer_letters_and_digits():
     # c + "!": an unassigned c is punctuation-like for Oniguruma and joins the "!"; a letter or digit does not
     differ = {c for c in candidates if bpe.split(chr(c) + "!") != [p for p, _ in hf.pre_tokenize_str(chr(c) + "!")]}
     assert differ == newer
-    assert bpe.split("\u0558!") == ["\u0558", "!"] and 0x10EE7 in differ
+    c = chr(min(newer))
+    assert bpe.split(c + "!") == [c, "!"] and hf.pre_tokenize_str(c + "!")[0][0] == c + "!"
 
 
 def test_ids_differ_from_hfs_with_a_vocabulary_that_merges_across(tmp_path):
-    if 0x0558 not in newer_letters_and_digits():
+    newer = sorted(newer_letters_and_digits())
+    if not newer:
         pytest.skip("the installed regex has tokenizers' Unicode tables: no difference to pin")
+    a, b = chr(newer[0]), chr(newer[-1])  # e.g. U+088F and a CJK extension letter with regex 2026
     from tokenizers import models, pre_tokenizers, trainers
     hf = tokenizers.Tokenizer(models.BPE())
     hf.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(tokenizers.Regex(bpe.pretokenize.GPT4_PATTERN_HF), "isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-    hf.train_from_iterator(["\u0558! \U00010EE7!"] * 50, trainers.BpeTrainer(
+    hf.train_from_iterator([f"{a}! {b}!"] * 50, trainers.BpeTrainer(
         vocab_size=270, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     hf.save(str(tmp_path / "t.json"))
     ours = bpe.Tokenizer.load(tmp_path / "t.json")
-    for text in ("\u0558!", " \U00010EE7!"):
+    for text in (f"{a}!", f" {b}!"):
         assert len(hf.encode(text).ids) == 1 and len(ours.encode(text)) >= 2  # one merged token vs several
         assert ours.decode(ours.encode(text)) == text
 
