@@ -2,7 +2,7 @@
 
 sdpa_forward / sdpa_backward below are the reference: the scores, softmax and products over whole arrays, with
 the derivation in comments. The two Functions (separate q, k, v; packed qkv) use them, or hand over in one line
-to the device's fast version (``kernels_for``, minigrad/ops/kernels.py): on the CPU minigrad/ops/cpu_kernels.py
+to the device's fast version (``kernels_for``, minigrad/ops/kernels.py): on the CPU minigrad/ops/cpu_attention.py
 runs the same math block by block over the batch entries on several threads, in causal tiles that skip the keys
 after the diagonal, writing straight into strided views. tests/minigrad/test_reference_vs_fast.py pins both.
 """

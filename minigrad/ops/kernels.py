@@ -4,7 +4,8 @@ Every fused op's Function (ops/fused.py, ops/attention.py) writes its forward an
 reference math, and first asks here whether the device has something faster:
 
 - the CPU: ``minigrad.ops.cpu_kernels`` (row blocks over the cores, buffer reuse, in-place passes, the fitted
-  float32 GELU, tiled causal attention) for linear, cross_entropy, layer_norm, gelu and attention;
+  float32 GELU) for linear, cross_entropy, layer_norm and gelu, ``minigrad.ops.cpu_attention`` (tiled causal
+  attention) for attention;
 - a CUDA device with raw kernels (``device.kernels``, minigrad/cuda_kernels.py): gelu;
 - otherwise (another op on a GPU, a GPU with MINIGRAD_CUDA_KERNELS=0): None, and the Function runs its
   reference math with the device's ``xp``.
@@ -17,9 +18,10 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from minigrad.ops import cpu_kernels
+from minigrad.ops import cpu_attention, cpu_kernels
 
-CPU_OPS = frozenset({"linear", "cross_entropy", "layer_norm", "gelu", "attention"})
+CPU_OPS = {"linear": cpu_kernels, "cross_entropy": cpu_kernels, "layer_norm": cpu_kernels, "gelu": cpu_kernels,
+           "attention": cpu_attention}  # op -> the module with its NAME_forward / NAME_backward
 CUDA_OPS = frozenset({"gelu"})
 
 _reference_only = False
@@ -30,7 +32,7 @@ def kernels_for(device: Any, op: str) -> Any:
     if _reference_only:
         return None
     if device.type == "cpu":
-        return cpu_kernels if op in CPU_OPS else None
+        return CPU_OPS.get(op)
     if device.kernels is not None and op in CUDA_OPS:
         return CudaOps(device.kernels)
     return None

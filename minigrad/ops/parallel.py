@@ -1,4 +1,4 @@
-"""Row blocks for the CPU kernels of the fused ops (ops/cpu_kernels.py): cache-sized pieces, spread over the cores.
+"""Row blocks for the fused ops' CPU kernels (ops/cpu_kernels.py, cpu_attention.py): cache-sized pieces, over the cores.
 
 A fused op on the CPU runs its chain of array passes on one block of rows at a time, so the
 block's temporaries stay in cache (L2 or L3) between passes, and hands the blocks to one Python

@@ -13,7 +13,7 @@ import pytest
 
 import minigrad as mg
 from minigrad.nn import functional as F
-from minigrad.ops import cpu_kernels, parallel
+from minigrad.ops import cpu_attention, parallel
 
 
 @pytest.fixture(autouse=True)
@@ -190,12 +190,12 @@ def test_attention_tiles_and_blocks_equal_the_plain_formula(threads, tq, tk, cau
 
 
 def test_causal_tiles_skip_only_keys_after_the_diagonal():
-    assert cpu_kernels._tiles(150, 150, True) == [(0, 64, 64), (64, 128, 128), (128, 150, 150)]
-    assert cpu_kernels._tiles(1, 40, True, offset=39) == [(0, 1, 40)]  # a cached decoding step sees every key
-    assert cpu_kernels._tiles(1, 40, True) == [(0, 1, 1)]  # top left (torch's is_causal): query 0 sees key 0
-    assert cpu_kernels._tiles(130, 200, True) == [(0, 64, 64), (64, 128, 128), (128, 130, 130)]
-    assert cpu_kernels._tiles(130, 200, True, offset=70) == [(0, 64, 134), (64, 128, 198), (128, 130, 200)]
-    assert cpu_kernels._tiles(150, 150, False) == [(0, 150, 150)]
+    assert cpu_attention._tiles(150, 150, True) == [(0, 64, 64), (64, 128, 128), (128, 150, 150)]
+    assert cpu_attention._tiles(1, 40, True, offset=39) == [(0, 1, 40)]  # a cached decoding step sees every key
+    assert cpu_attention._tiles(1, 40, True) == [(0, 1, 1)]  # top left (torch's is_causal): query 0 sees key 0
+    assert cpu_attention._tiles(130, 200, True) == [(0, 64, 64), (64, 128, 128), (128, 130, 130)]
+    assert cpu_attention._tiles(130, 200, True, offset=70) == [(0, 64, 134), (64, 128, 198), (128, 130, 200)]
+    assert cpu_attention._tiles(150, 150, False) == [(0, 150, 150)]
 
 
 def test_packed_attention_equals_separate_heads_with_dropout_off(threads):

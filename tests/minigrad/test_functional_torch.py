@@ -363,10 +363,10 @@ def test_attention_argument_errors_are_clean():
 
 
 def test_causal_tiles_follow_the_offset():
-    from minigrad.ops import cpu_kernels  # the CPU's tiled attention
-    assert cpu_kernels._tiles(130, 200, True) == [(0, 64, 64), (64, 128, 128), (128, 130, 130)]
-    assert cpu_kernels._tiles(130, 200, True, offset=70) == [(0, 64, 134), (64, 128, 198), (128, 130, 200)]
-    assert cpu_kernels._tiles(200, 130, True) == [(0, 64, 64), (64, 128, 128), (128, 192, 130), (192, 200, 130)]
+    from minigrad.ops import cpu_attention  # the CPU's tiled attention
+    assert cpu_attention._tiles(130, 200, True) == [(0, 64, 64), (64, 128, 128), (128, 130, 130)]
+    assert cpu_attention._tiles(130, 200, True, offset=70) == [(0, 64, 134), (64, 128, 198), (128, 130, 200)]
+    assert cpu_attention._tiles(200, 130, True) == [(0, 64, 64), (64, 128, 128), (128, 192, 130), (192, 200, 130)]
 
 
 # ---------------------------------------------------------------------------------------------- MultiheadAttention

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad.ops import attention, cpu_kernels, fused, kernels, parallel
+from minigrad.ops import attention, cpu_attention, cpu_kernels, fused, kernels, parallel
 
 TOL = {"float64": 1e-12, "float32": 1e-5}
 
@@ -74,7 +74,7 @@ def assert_fast_equals_reference(fn, arrays, g, dtype="float64", retain=False, g
         fast_picked, picked[:] = list(picked), []
         with kernels.reference():
             ref = run(fn, arrays, g, dtype, retain, grad)
-    assert fast_picked and all(p is cpu_kernels for p in fast_picked)  # each path really ran
+    assert fast_picked and all(p in (cpu_kernels, cpu_attention) for p in fast_picked)  # each path really ran
     assert picked and all(p is None for p in picked)
     tol = TOL[dtype]
     for name, a, b in zip(["output"] + [f"grad {i}" for i in range(len(ref) - 1)], fast, ref):
@@ -276,9 +276,10 @@ class _Device:
 
 def test_each_device_gets_its_fast_versions_and_reference_turns_them_off():
     cpu = mg.device("cpu")
-    for op in sorted(kernels.CPU_OPS):
-        assert kernels.kernels_for(cpu, op) is cpu_kernels
-        assert hasattr(cpu_kernels, f"{op}_forward") and hasattr(cpu_kernels, f"{op}_backward")
+    for op, module in sorted(kernels.CPU_OPS.items()):
+        assert kernels.kernels_for(cpu, op) is module
+        assert module is (cpu_attention if op == "attention" else cpu_kernels)
+        assert hasattr(module, f"{op}_forward") and hasattr(module, f"{op}_backward")
     assert kernels.kernels_for(cpu, "softmax") is None  # no fast version: the reference everywhere
     with kernels.reference():
         assert kernels.kernels_for(cpu, "gelu") is None
