@@ -165,8 +165,9 @@ def _cupy_device(cupy: Any, index: int) -> Device:
         pool = cupy.get_default_memory_pool()
         return {"used_bytes": int(pool.used_bytes()), "total_bytes": int(pool.total_bytes())}
 
-    kernels = None if os.environ.get("MINIGRAD_CUDA_KERNELS") == "0" else CudaKernels(cupy)
-    return Device("cuda", index, cupy, erf=cupyx.scipy.special.erf, scatter_add=cupyx.scatter_add,
+    erf = cupyx.scipy.special.erf
+    kernels = None if os.environ.get("MINIGRAD_CUDA_KERNELS") == "0" else CudaKernels(cupy, erf)
+    return Device("cuda", index, cupy, erf=erf, scatter_add=cupyx.scatter_add,
                   to_host=lambda a: a.get(), from_host=cupy.asarray, default_rng=cupy.random.default_rng,
                   synchronize=synchronize, memory_stats=memory_stats, kernels=kernels)
 

@@ -122,18 +122,18 @@ def adamw_scalars(lr: float, beta1: float, beta2: float, eps: float, weight_deca
                 neg_step_size=-lr / (1.0 - beta1 ** step))
 
 
-def _erf(x: Any) -> Any:
-    from minigrad import backend  # backend imports this module lazily, on the first cuda device
-    return backend.erf(x)
-
-
 class ReferenceKernels:
-    """The kernels' math written with array-namespace calls: runs on numpy, cupy or the test stand-in."""
+    """The kernels' math written with array-namespace calls: runs on numpy, cupy or the test stand-in.
+
+    ``erf`` is the error function for xp's arrays (the device's ``erf`` hook: numpy and cupy have none of their
+    own); the device that builds the kernels passes it in, so this module imports nothing of minigrad's.
+    """
 
     fused = False
 
-    def __init__(self, xp: Any) -> None:
+    def __init__(self, xp: Any, erf: Callable[[Any], Any]) -> None:
         self.xp = xp
+        self.erf = erf
 
     def _tanh_u(self, x: Any) -> Any:
         """tanh(u), u = sqrt(2/pi) (x + 0.044715 x^3), in a fresh buffer."""
@@ -146,7 +146,7 @@ class ReferenceKernels:
 
     def gelu_forward(self, x: Any, approximate: str = "none") -> Any:
         """GELU(x); approximate is "none" (erf) or "tanh"."""
-        t = self._tanh_u(x) if approximate == "tanh" else _erf(x * _INV_SQRT_2)
+        t = self._tanh_u(x) if approximate == "tanh" else self.erf(x * _INV_SQRT_2)
         t += 1.0
         t *= x
         t *= 0.5
@@ -169,7 +169,7 @@ class ReferenceKernels:
             t *= 0.5
             t += sech2
         else:
-            t = _erf(x * _INV_SQRT_2)
+            t = self.erf(x * _INV_SQRT_2)
             pdf = x * x
             pdf *= -0.5
             xp.exp(pdf, out=pdf)
@@ -207,13 +207,15 @@ class CudaKernels(ReferenceKernels):
     """The raw kernels on cupy arrays, compiled by cupy (NVRTC) on first use for the current GPU.
 
     ``raw_kernel(source, symbol)`` builds a launchable kernel (``cupy.RawKernel`` on a GPU; tests pass
-    a host-compiled emulation); it is called ``kernel(grid, block, args)``.
+    a host-compiled emulation); it is called ``kernel(grid, block, args)``. ``erf`` serves the reference
+    paths it falls back to.
     """
 
     fused = True
 
-    def __init__(self, xp: Any, raw_kernel: "Callable[[str, str], Any] | None" = None) -> None:
-        super().__init__(xp)
+    def __init__(self, xp: Any, erf: Callable[[Any], Any],
+                 raw_kernel: "Callable[[str, str], Any] | None" = None) -> None:
+        super().__init__(xp, erf)
         self._raw_kernel = raw_kernel or (lambda src, name: xp.RawKernel(src, name, options=NVRTC_OPTIONS))
         self._compiled: dict = {}
 

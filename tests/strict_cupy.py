@@ -279,5 +279,5 @@ def make_device(index: int = 99) -> backend.Device:
     # CUDA sources themselves as host-compiled C++)
     dev = backend.Device("cuda", index, xp, erf=erf, scatter_add=lambda t, i, v: xp.add.at(t, i, v),
                          to_host=lambda a: a.get(), from_host=xp.asarray, default_rng=StrictGenerator,
-                         kernels=ReferenceKernels(xp))
+                         kernels=ReferenceKernels(xp, erf))
     return backend.register_device(dev)

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
+from minigrad import backend
 from minigrad import cuda_kernels as ck
 from minigrad.cuda_kernels import ARCHS, SPECS, CudaKernels, ReferenceKernels, kernel_sources
 from tests.strict_cupy import cupy_or_skip
@@ -45,7 +46,7 @@ def test_reference_gelu_matches_the_gelu_op_forward_and_backward(approximate, dt
     t = mg.tensor(x, requires_grad=True)
     y = mg.nn.functional.gelu(t, approximate=approximate)
     y.backward(mg.tensor(g))
-    ref = ReferenceKernels(np)
+    ref = ReferenceKernels(np, backend.erf)
     np.testing.assert_allclose(ref.gelu_forward(x, approximate), y.numpy(), **TOL[dtype])
     np.testing.assert_allclose(ref.gelu_backward(x, g, approximate), t.grad.numpy(), **TOL[dtype])
 
@@ -62,7 +63,7 @@ def test_reference_adamw_matches_the_optimizer_step_for_step(weight_decay, dtype
     for step, g in enumerate(grads, 1):
         param.grad = mg.tensor(g)
         opt.step()
-        ReferenceKernels(np).adamw_step(p, g, m, v, lr=1e-2, beta1=0.8, beta2=0.95, eps=1e-6,
+        ReferenceKernels(np, backend.erf).adamw_step(p, g, m, v, lr=1e-2, beta1=0.8, beta2=0.95, eps=1e-6,
                                         weight_decay=weight_decay, step=step)
         np.testing.assert_allclose(p, param.numpy(), **TOL[dtype])
 
@@ -207,7 +208,7 @@ def test_gelu_kernels_run_as_host_code_match_the_reference(host_kernels, xp_and_
     xp, wrap = xp_and_wrap
     x, g = gelu_inputs(dtype, n=max(n, 7))
     x, g = x[:n], g[:n]
-    fused, ref = CudaKernels(xp, raw_kernel=host_kernels), ReferenceKernels(np)
+    fused, ref = CudaKernels(xp, backend.erf, raw_kernel=host_kernels), ReferenceKernels(np, backend.erf)
     y = fused.gelu_forward(wrap(x), approximate)
     dx = fused.gelu_backward(wrap(x), wrap(g), approximate)
     np.testing.assert_allclose(_host(y), ref.gelu_forward(x, approximate), **TOL[dtype])
@@ -221,25 +222,25 @@ def test_adamw_kernel_run_as_host_code_matches_the_reference_over_steps(host_ker
     xp, wrap = xp_and_wrap
     rng = np.random.default_rng(2)
     p = rng.standard_normal(3000).astype(dtype)
-    fused = CudaKernels(xp, raw_kernel=host_kernels)
+    fused = CudaKernels(xp, backend.erf, raw_kernel=host_kernels)
     dp, dm, dv = wrap(p.copy()), wrap(np.zeros_like(p)), wrap(np.zeros_like(p))
     rp, rm, rv = p.copy(), np.zeros_like(p), np.zeros_like(p)
     opts = dict(lr=3e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01)
     for step in range(1, 6):
         g = rng.standard_normal(p.shape).astype(dtype)
         fused.adamw_step(dp, wrap(g), dm, dv, step=step, **opts)
-        ReferenceKernels(np).adamw_step(rp, g, rm, rv, step=step, **opts)
+        ReferenceKernels(np, backend.erf).adamw_step(rp, g, rm, rv, step=step, **opts)
     for got, want in ((dp, rp), (dm, rm), (dv, rv)):
         np.testing.assert_allclose(_host(got), want, **TOL[dtype])
 
 
 def test_non_contiguous_or_half_precision_inputs_fall_back_to_the_reference(host_kernels):
-    fused = CudaKernels(np, raw_kernel=host_kernels)
+    fused, ref = CudaKernels(np, backend.erf, raw_kernel=host_kernels), ReferenceKernels(np, backend.erf)
     x = np.linspace(-3, 3, 40).reshape(5, 8)
     launches = sum(k.launches for k in (host_kernels("", s) for s, _ in kernel_sources()))
-    np.testing.assert_allclose(fused.gelu_forward(x.T), ReferenceKernels(np).gelu_forward(x.T), rtol=1e-14)
-    np.testing.assert_allclose(fused.gelu_forward(x.astype(np.float16)),
-                               ReferenceKernels(np).gelu_forward(x.astype(np.float16)), rtol=1e-3)
+    np.testing.assert_allclose(fused.gelu_forward(x.T), ref.gelu_forward(x.T), rtol=1e-14)
+    np.testing.assert_allclose(fused.gelu_forward(x.astype(np.float16)), ref.gelu_forward(x.astype(np.float16)),
+                               rtol=1e-3)
     assert sum(k.launches for k in (host_kernels("", s) for s, _ in kernel_sources())) == launches
 
 
@@ -253,13 +254,12 @@ def _host(a):
 @pytest.mark.parametrize("n", [1, 31, 33, 1025, 100_003])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_kernels_on_the_gpu_match_the_reference(dtype, n):
-    from minigrad import backend
     dev = backend.device("cuda")
     assert dev.kernels is not None and dev.kernels.fused, "MINIGRAD_CUDA_KERNELS=0 is set"
     cp = dev.xp
     x, g = gelu_inputs(dtype, n=max(n, 7))
     x, g = x[:n], g[:n]
-    ref = ReferenceKernels(np)
+    ref = ReferenceKernels(np, backend.erf)
     tol = TOL[dtype] if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
     for approximate in FORMS:
         np.testing.assert_allclose(dev.kernels.gelu_forward(cp.asarray(x), approximate).get(),
