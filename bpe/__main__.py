@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
-from .pretokenize import resolve_pattern
-from .tokenizer import Tokenizer
-from .tokenizer_json import TokenizerFileError
-from .trainer import MAX_VOCAB, train
+from bpe.pretokenize import resolve_pattern
+from bpe.tokenizer import Tokenizer
+from bpe.tokenizer_json import TokenizerFileError
+from bpe.trainer import MAX_VOCAB, train
 
 
 class UsageError(Exception):

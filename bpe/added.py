@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Iterable
+from typing import Callable, Iterable, Iterator
 
 import regex
 
-from .normalize import WHITE_SPACE
-from .pretokenize import CHAR_TO_BYTE
+from bpe.normalize import WHITE_SPACE
+from bpe.pretokenize import CHAR_TO_BYTE
 
 # Rust regex's \w, which HF's single_word check uses (Unicode word characters).
 _WORD_CHAR = regex.compile(r"[\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}]")
@@ -87,3 +87,33 @@ class Matcher:
         if start_offset < n:
             out.append((None, text[start_offset:]))
         return out
+
+
+def build_matchers(added: Iterable[AddedToken], allowed: frozenset,
+                   normalize: Callable[[str], str] | None) -> tuple[Matcher | None, Matcher | None]:
+    """(raw, normalized): matchers for the added tokens to find, as HF's two passes.
+
+    A special token is found only when `allowed` names it; the others always are. A normalized
+    token is looked for in the normalized text, as its normalized content.
+    """
+    tokens = [t for t in added if not t.special or t.content in allowed]
+    raw = [(t.content, t) for t in tokens if not t.normalized]
+    normed = [(normalize(t.content) if normalize else t.content, t) for t in tokens if t.normalized]
+    return (Matcher(raw) if raw else None), (Matcher(normed) if normed else None)
+
+
+def segments(text: str, matchers: tuple[Matcher | None, Matcher | None],
+             normalize: Callable[[str], str] | None) -> Iterator[tuple[int | None, str | None]]:
+    """(added token id, None) and (None, normalized text) in order: HF's two added-token passes."""
+    raw, normed = matchers
+    for tok, part in raw.split(text) if raw is not None else ((None, text),):
+        if tok is not None:
+            yield tok.id, None
+            continue
+        if normalize is not None and part:
+            part = normalize(part)
+        for tok2, piece in normed.split(part) if normed is not None else ((None, part),):
+            if tok2 is not None:
+                yield tok2.id, None
+            elif piece:
+                yield None, piece

@@ -6,6 +6,8 @@ from typing import Any, Callable
 
 import regex
 
+from bpe.normalize import UnsupportedComponent
+
 # openai/gpt-2 encoder.py; identical to Hugging Face's built-in ByteLevel regex.
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
@@ -332,7 +334,6 @@ class PreTokenizer:
 
 def _flatten_pre_tokenizer(node: Any) -> list[dict]:
     """The steps of a pre_tokenizer, nested Sequences flattened; one line naming what is not supported."""
-    from .normalize import UnsupportedComponent
     if not isinstance(node, dict):
         raise UnsupportedComponent(f"unsupported pre_tokenizer {node!r} (expected ByteLevel, or a Sequence of "
                                    f"Splits then ByteLevel)")
@@ -363,7 +364,6 @@ def _flatten_pre_tokenizer(node: Any) -> list[dict]:
 
 
 def _read_split(step: dict) -> tuple[regex.Pattern, str]:
-    from .normalize import UnsupportedComponent
     behavior = step.get("behavior", "Isolated")
     if behavior not in SPLIT_BEHAVIORS:
         raise UnsupportedComponent(f"unsupported Split behavior {behavior!r}")

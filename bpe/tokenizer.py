@@ -1,64 +1,38 @@
-"""Tokenizer: byte-level BPE encode/decode with special tokens, saved as a Hugging Face tokenizer.json."""
+"""Tokenizer: byte-level BPE encode/decode with added tokens, read and written as a Hugging Face tokenizer.json.
+
+A text goes through the same steps as in Hugging Face `tokenizers`:
+
+1. added tokens (special ones only when allowed) are found in the raw text, then in the normalized text,
+2. the rest is normalized (bpe.normalize) and split into pieces by the pattern or the pre-tokenizer
+   chain (bpe.pretokenize), in blocks cut where no split crosses (bpe.blocks),
+3. each piece is merged into tokens by the BPE model (bpe.model, which Tokenizer extends).
+
+The vocabulary, merges and settings come from bpe.train, from tiktoken's ranks, or from a
+tokenizer.json through the plain-data codec bpe.tokenizer_json.
+"""
 from __future__ import annotations
 
-import errno
-import json
-from array import array
 import os
-import re
-import stat
-import tempfile
-from heapq import heapify, heappop, heappush
-from itertools import chain, islice, repeat
-from operator import add, itemgetter
-from typing import Iterable, Union
+from itertools import chain
+from typing import Any, Iterable, Union
 
 import regex
 
-from .added import AddedToken, Matcher, hf_decoded_bytes
-from .normalize import compile_normalizer
-from .pretokenize import (
-    BYTES_IN_HF_ORDER, GPT2_PATTERN, GPT4_PATTERN, GPT4_PATTERN_HF, PreTokenizer, ascii_findall, bytes_to_token,
-    resolve_pattern, splitter, token_to_bytes,
+from bpe import tokenizer_json
+from bpe.added import AddedToken, build_matchers, hf_decoded_bytes, segments
+from bpe.blocks import BLOCK_CHARS, BLOCKABLE, SUB_BLOCK_CHARS, encoded_blocks, split_blocks
+from bpe.model import BPEModel
+from bpe.normalize import compile_normalizer
+from bpe.pretokenize import (
+    BYTES_IN_HF_ORDER, GPT2_PATTERN, PreTokenizer, ascii_findall, bytes_to_token, resolve_pattern, splitter,
+    token_to_bytes,
 )
+from bpe.tokenizer_json import TokenizerData, TokenizerFileError
 
 AllowedSpecial = Union[str, Iterable[str]]
 
-NO_RANK = 1 << 62
-# Chunks longer than this (in bytes) are merged with a heap (n log n) instead of rescanning all
-# pairs after each merge (n^2).
-LONG_CHUNK = 64
-# Chunks longer than this are merged rank by rank with str.split/join in C (_merge_passes): the
-# heap's Python objects cost ~200 bytes and several microseconds per byte of a huge chunk.
-PASSES_CHUNK = 8192
-# Only chunks shorter than this are cached (as Hugging Face's BPE does): a cache of a few huge
-# chunks would hold their text and ids for nothing.
-CACHE_MAX_CHARS = 256
-# The chunk cache is cleared when it grows past this many entries, bounding memory on huge corpora.
-CACHE_LIMIT = 500_000
-# Text is pre-tokenized in blocks of about this many characters, cut where no split can cross.
-BLOCK_CHARS = 1 << 16
-SUB_BLOCK_CHARS = 1 << 11  # blocks with a non-ASCII character are cut again into blocks of this size
-_BLOCKABLE = {GPT2_PATTERN, GPT4_PATTERN, GPT4_PATTERN_HF}
 
-
-class _ChunkCache(dict):
-    """pre-token -> ids; a miss runs BPE on the chunk (dict lookups stay in C on hits)."""
-
-    def __init__(self, encode_chunk) -> None:
-        super().__init__()
-        self.encode_chunk = encode_chunk
-
-    def __missing__(self, chunk: str) -> tuple[int, ...]:
-        ids = self.encode_chunk(chunk)
-        if len(chunk) < CACHE_MAX_CHARS:
-            if len(self) >= CACHE_LIMIT:
-                self.clear()
-            self[chunk] = ids
-        return ids
-
-
-class Tokenizer:
+class Tokenizer(BPEModel):
     """A byte-level BPE tokenizer: 256 byte tokens, ranked merges, special tokens and a split pattern."""
 
     def __init__(
@@ -81,7 +55,7 @@ class Tokenizer:
         `pre_tokenizer` are tokenizer.json nodes (dicts); a pre_tokenizer replaces `pattern` and
         `add_prefix_space`.
         """
-        self._id_to_bytes = list(id_to_bytes)
+        table = list(id_to_bytes)
         if added_tokens is None:
             added_tokens = [AddedToken(s, i) for s, i in special_tokens.items()]
         self._added: list[AddedToken] = list(added_tokens)
@@ -89,42 +63,17 @@ class Tokenizer:
         if len(self._added_by_id) != len(self._added):
             raise ValueError("two added tokens have the same id")
         for t in self._added:
-            if not 0 <= t.id < len(self._id_to_bytes):
+            if not 0 <= t.id < len(table):
                 raise ValueError(f"added token {t.content!r} has id {t.id}, outside the vocabulary's "
-                                 f"{len(self._id_to_bytes)} ids")
+                                 f"{len(table)} ids")
         self._special = {t.content: t.id for t in self._added if t.special}
         self._special_by_id = {i: s for s, i in self._special.items()}
         self._normalize = compile_normalizer(normalizer)
         self._normalizer_node = normalizer
         for t in self._added:  # what decode gives (HF decodes a normalized token's normalized form)
             shown = self._normalize(t.content) if t.normalized and self._normalize else t.content
-            self._id_to_bytes[t.id] = hf_decoded_bytes(shown)
-        self._bytes_to_id = {b: i for i, b in enumerate(self._id_to_bytes)
-                             if b is not None and i not in self._added_by_id}
-        missing = [b for b in range(256) if bytes([b]) not in self._bytes_to_id]
-        if missing:
-            raise ValueError(f"the vocab lacks {len(missing)} of the 256 byte tokens (first: byte {missing[0]})")
-        self._byte_ids = [self._bytes_to_id[bytes([b])] for b in range(256)]
-        self._merges = [(a, b) for a, b in merges]
-        parts = {x for merge in self._merges for x in merge}
-        usable = lambda x: 0 <= x < len(self._id_to_bytes) and x not in self._added_by_id \
-            and self._id_to_bytes[x] is not None  # noqa: E731
-        if parts and not all(map(usable, parts)):
-            rank, bad = next((r, x) for r, m in enumerate(self._merges) for x in m if not usable(x))
-            raise ValueError(f"merge {rank} {self._merges[rank]}: id {bad} is not a byte-level token")
-        id_to_bytes, get_id = self._id_to_bytes, self._bytes_to_id.get
-        self._merge_result: list[int] = [get_id(id_to_bytes[a] + id_to_bytes[b]) for a, b in self._merges]
-        if None in self._merge_result and self._added:
-            # a merge may make a token that a file also lists as an added token (both in its vocab)
-            added_bytes = {self._id_to_bytes[t.id]: t.id for t in self._added}
-            self._merge_result = [r if r is not None else added_bytes.get(id_to_bytes[a] + id_to_bytes[b])
-                                  for r, (a, b) in zip(self._merge_result, self._merges)]
-        if None in self._merge_result:
-            rank = self._merge_result.index(None)
-            raise ValueError(f"merge {rank} {self._merges[rank]}: the merged token is not in the vocab")
-        # pair -> rank; reversed so that the first rank wins if a file lists a pair twice
-        n = len(self._merges)
-        self._ranks: dict[tuple[int, int], int] = dict(zip(reversed(self._merges), range(n - 1, -1, -1)))
+            table[t.id] = hf_decoded_bytes(shown)
+        super().__init__(table, merges, self._added_by_id, ignore_merges)  # vocab and merges: bpe.model
         self._pre_tokenizer_node = pre_tokenizer
         self._pre = None  # a general pre-tokenizer chain (PreTokenizer.split), when not one plain pattern
         if pre_tokenizer is not None:
@@ -141,14 +90,12 @@ class Tokenizer:
         self._findall = splitter(self.pattern)  # all the text: matches and the gaps between them
         self._findall_ascii = ascii_findall(self.pattern) or self._findall
         self.add_prefix_space = add_prefix_space
-        self.ignore_merges = ignore_merges
         self._special_rx = (
             regex.compile("(" + "|".join(regex.escape(s) for s in sorted(self._special, key=len, reverse=True)) + ")")
             if self._special else None
         )
         self._matchers: dict[frozenset, tuple] = {}
-        self._cache = _ChunkCache(self._encode_chunk)
-        self._pass_tables = None  # built on the first long chunk, see _merge_passes
+        self._file_parts: dict = {}  # a loaded file's parts bpe does not use, written back by save()
         self.train_stats = None  # set by bpe.train
 
     @classmethod
@@ -265,44 +212,25 @@ class Tokenizer:
         """
         if not isinstance(text, str):
             raise TypeError(f"encode expects a str, got {type(text).__name__}")
-        key = frozenset(self._allowed(text, allowed_special))
-        matchers = self._matchers.get(key)
-        if matchers is None:
-            matchers = self._matchers[key] = self._build_matchers(key)
+        matchers = self._matchers_for(text, allowed_special)
         if matchers == (None, None):
             return self.encode_ordinary(text)
         ids: list[int] = []
         encode = self._encode_normalized
-        for token_id, piece in self._segments(text, matchers):
+        for token_id, piece in segments(text, matchers, self._normalize):
             if token_id is not None:
                 ids.append(token_id)
             else:
                 ids += encode(piece)
         return ids
 
-    def _segments(self, text: str, matchers: tuple):
-        """(added token id, None) and (None, normalized text) in order: HF's two added-token passes."""
-        raw, normed = matchers
-        normalize = self._normalize
-        for tok, part in raw.split(text) if raw is not None else ((None, text),):
-            if tok is not None:
-                yield tok.id, None
-                continue
-            if normalize is not None and part:
-                part = normalize(part)
-            for tok2, piece in normed.split(part) if normed is not None else ((None, part),):
-                if tok2 is not None:
-                    yield tok2.id, None
-                elif piece:
-                    yield None, piece
-
-    def _build_matchers(self, allowed: frozenset) -> tuple:
-        """(raw, normalized): matchers for the added tokens to find, as HF's two passes."""
-        tokens = [t for t in self._added if not t.special or t.content in allowed]
-        raw = [(t.content, t) for t in tokens if not t.normalized]
-        norm = self._normalize
-        normed = [(norm(t.content) if norm else t.content, t) for t in tokens if t.normalized]
-        return (Matcher(raw) if raw else None), (Matcher(normed) if normed else None)
+    def _matchers_for(self, text: str, allowed_special: AllowedSpecial) -> tuple:
+        """(raw, normalized) matchers of the added tokens to find in `text`, cached per allowed set."""
+        key = frozenset(self._allowed(text, allowed_special))
+        matchers = self._matchers.get(key)
+        if matchers is None:
+            matchers = self._matchers[key] = build_matchers(self._added, key, self._normalize)
+        return matchers
 
     def _allowed(self, text: str, allowed_special: AllowedSpecial) -> set[str]:
         if isinstance(allowed_special, str):
@@ -338,7 +266,7 @@ class Tokenizer:
             return list(chain.from_iterable(map(get, self._pre(text))))
         if self.add_prefix_space and text and not text.startswith(" "):
             text = " " + text
-        if len(text) <= SUB_BLOCK_CHARS or self.pattern not in _BLOCKABLE:
+        if len(text) <= SUB_BLOCK_CHARS or self.pattern not in BLOCKABLE:
             findall = self._findall_ascii if text.isascii() else self._findall  # isascii() is O(1)
             return list(chain.from_iterable(map(get, findall(text))))
         # Blocks are cut where no split crosses; a block with a non-ASCII character is cut again into
@@ -366,17 +294,14 @@ class Tokenizer:
             raise TypeError(f"encode_large expects a str, got {type(text).__name__}")
         if processes < 1:
             raise ValueError(f"processes must be >= 1, got {processes}")
-        key = frozenset(self._allowed(text, allowed_special))
-        matchers = self._matchers.get(key)
-        if matchers is None:
-            matchers = self._matchers[key] = self._build_matchers(key)
+        matchers = self._matchers_for(text, allowed_special)
         if matchers == (None, None):
-            segments = [(None, self._normalize(text) if self._normalize else text)]
+            parts = [(None, self._normalize(text) if self._normalize else text)]
         else:
-            segments = list(self._segments(text, matchers))
-        cuttable = self._pre is None and self.pattern in _BLOCKABLE
+            parts = list(segments(text, matchers, self._normalize))
+        cuttable = self._pre is None and self.pattern in BLOCKABLE
         work: list = []  # ids (an added token) or a block of text, in order
-        for token_id, piece in segments:
+        for token_id, piece in parts:
             if token_id is not None:
                 work.append(token_id)
             else:
@@ -387,34 +312,15 @@ class Tokenizer:
         ids: list[int] = []
         blocks = [w for w in work if isinstance(w, str)]
         try:
-            if processes == 1 or len(blocks) < 2:
-                results = map(self._encode_normalized, blocks)
-                pool = None
-            else:
-                import multiprocessing
-                n = min(processes, len(blocks))
-                global _worker_tokenizer
-                if "fork" in multiprocessing.get_all_start_methods():  # workers inherit this tokenizer
-                    _worker_tokenizer = self
-                    pool = multiprocessing.get_context("fork").Pool(n)
-                else:  # spawn: each worker rebuilds it from its tokenizer.json content
-                    pool = multiprocessing.get_context().Pool(n, _worker_init, (self.to_json(),))
-                results = map(_unpack, pool.imap(_worker_encode, blocks))
-            it = iter(results)
-            for w in work:
-                if isinstance(w, str):
-                    ids += next(it)
-                    bar.update(len(w))
-                else:
-                    ids.append(w)
-            if pool is not None:
-                pool.close()
-                pool.join()
+            with encoded_blocks(self, blocks, processes) as results:
+                for w in work:
+                    if isinstance(w, str):
+                        ids += next(results)
+                        bar.update(len(w))
+                    else:
+                        ids.append(w)
         finally:
             bar.close()
-            if processes > 1 and len(blocks) >= 2:
-                pool.terminate()
-                _worker_tokenizer = None
         return ids
 
     def encode_batch(self, texts: Iterable[str], allowed_special: AllowedSpecial = "none") -> list[list[int]]:
@@ -425,134 +331,6 @@ class Tokenizer:
         """Encode a whole UTF-8 file as one text."""
         with open(path, encoding="utf-8", newline="") as f:
             return self.encode(f.read(), allowed_special)
-
-    def clear_cache(self) -> None:
-        """Forget cached chunk encodings."""
-        self._cache.clear()
-
-    def _encode_chunk(self, chunk: str) -> tuple[int, ...]:
-        data = chunk.encode("utf-8")
-        if self.ignore_merges:
-            whole = self._bytes_to_id.get(data)
-            if whole is not None:
-                return (whole,)
-        n = len(data)
-        if n > PASSES_CHUNK and self._tables_for_passes():
-            return self._merge_passes(data)
-        byte_ids = self._byte_ids
-        ids = [byte_ids[b] for b in data]
-        if n > LONG_CHUNK:
-            return self._merge_long(ids)
-        if n < 2:
-            return tuple(ids)
-        ranks_get = self._ranks.get
-        results = self._merge_result
-        # ranks[i] is the rank of the pair (ids[i], ids[i + 1]); a merge changes only its two neighbours.
-        ranks = list(map(ranks_get, zip(ids, ids[1:]), repeat(NO_RANK)))
-        while ranks:
-            rank = min(ranks)
-            if rank == NO_RANK:
-                break
-            i = ranks.index(rank)  # one merge at a time: lowest rank, leftmost first (HF's merge_all)
-            new = ids[i] = results[rank]
-            del ids[i + 1]
-            del ranks[i]
-            if i < len(ranks):
-                ranks[i] = ranks_get((new, ids[i + 1]), NO_RANK)
-            if i:
-                ranks[i - 1] = ranks_get((ids[i - 1], new), NO_RANK)
-        return tuple(ids)
-
-    def _tables_for_passes(self):
-        """The tables _merge_passes needs, or () when the merges are not well ordered.
-
-        Merging rank by rank (every occurrence of the lowest-rank pair, left to right, then the next
-        rank) equals Hugging Face's heap order (lowest rank first, leftmost among equals) when no pair
-        that a merge creates has a lower rank than that merge: every merge that uses a token must
-        rank after every merge that makes it. Trained files always are; a hand-made file might not.
-        """
-        if self._pass_tables is None:
-            made_last: dict[int, int] = {}
-            for rank, t in enumerate(self._merge_result):
-                made_last[t] = rank
-            used_first: dict[int, int] = {}
-            for rank, (a, b) in enumerate(self._merges):
-                used_first.setdefault(a, rank)
-                used_first.setdefault(b, rank)
-            well_ordered = all(made_last[t] < used_first.get(t, NO_RANK) for t in made_last)
-            if well_ordered and len(self._id_to_bytes) <= 0x110000:  # every id must be a chr()
-                byte_chars = "".join(map(chr, self._byte_ids))  # byte b -> chr(its id)
-                rank_of = {chr(a) + chr(b): r for (a, b), r in self._ranks.items()}
-                self._pass_tables = (byte_chars, rank_of, [chr(a) + chr(b) for a, b in self._merges])
-            else:
-                self._pass_tables = ()
-        return self._pass_tables
-
-    def _merge_passes(self, data: bytes) -> tuple[int, ...]:
-        """BPE of a long chunk, one rank at a time, in C: the ids are the characters of a str.
-
-        Each pass replaces every occurrence of one pair left to right with str.split/join, then
-        queues the ranks of the pairs the new token forms with its neighbours. The time is one C
-        pass over the chunk per rank that occurs (the ~25 ranks of 10 MB of one letter take a
-        second) plus a C-level step per merged occurrence; memory is a few copies of the chunk.
-        """
-        byte_chars, rank_of, pair_chars = self._tables_for_passes()
-        results = self._merge_result
-        s = data.decode("latin-1").translate(byte_chars)  # byte b -> chr(its id)
-        last, first = itemgetter(-1), itemgetter(0)
-        queued = {r for p in set(map(add, s, s[1:])) if (r := rank_of.get(p)) is not None}
-        heap = list(queued)
-        heapify(heap)
-        while heap:
-            rank = heappop(heap)
-            pieces = s.split(pair_chars[rank])
-            if len(pieces) == 1:
-                continue
-            new = chr(results[rank])
-            s = new.join(pieces)
-            # the new token's neighbours: the end of the piece before each occurrence, the start of
-            # the piece after it, and itself where two occurrences touch (an empty piece between)
-            k = len(pieces)
-            formed = set(map(add, map(last, filter(None, islice(pieces, k - 1))), repeat(new)))
-            formed.update(map(add, repeat(new), map(first, filter(None, islice(pieces, 1, k)))))
-            if pieces.count("") > (pieces[0] == "") + (pieces[-1] == ""):
-                formed.add(new + new)
-            for pair in formed:
-                r = rank_of.get(pair)
-                if r is not None and r not in queued:
-                    queued.add(r)
-                    heappush(heap, r)
-        return tuple(map(ord, s))
-
-    def _merge_long(self, ids: list[int]) -> tuple[int, ...]:
-        # A heap of (rank, position) over a linked list: lowest rank first, leftmost among equals.
-        ranks_get = self._ranks.get
-        n = len(ids)
-        nxt = list(range(1, n + 1))
-        prv = list(range(-1, n - 1))
-        alive = [True] * n
-        heap = [(r, i) for i, p in enumerate(zip(ids, ids[1:])) if (r := ranks_get(p)) is not None]
-        heapify(heap)
-        while heap:
-            rank, i = heappop(heap)
-            j = nxt[i]
-            if not alive[i] or j >= n or ranks_get((ids[i], ids[j])) != rank:
-                continue  # stale: this position was merged away or its pair changed
-            ids[i] = self._merge_result[rank]
-            alive[j] = False
-            k = nxt[j]
-            nxt[i] = k
-            if k < n:
-                prv[k] = i
-                r = ranks_get((ids[i], ids[k]))
-                if r is not None:
-                    heappush(heap, (r, i))
-            p = prv[i]
-            if p >= 0:
-                r = ranks_get((ids[p], ids[i]))
-                if r is not None:
-                    heappush(heap, (r, p))
-        return tuple(x for x, keep in zip(ids, alive) if keep)
 
     # -- decoding ----------------------------------------------------------------------------
 
@@ -579,8 +357,22 @@ class Tokenizer:
 
     def to_json(self) -> dict:
         """The Hugging Face tokenizer.json content as a dict."""
-        from .tokenizer_json import to_json
-        return to_json(self)
+        return tokenizer_json.to_document(TokenizerData(
+            id_to_bytes=self._id_to_bytes, merges=self._merges, added_tokens=self._added,
+            normalizer=self._normalizer_node, pre_tokenizer=self._pre_tokenizer_node, pattern=self.pattern,
+            add_prefix_space=self.add_prefix_space, ignore_merges=self.ignore_merges, kept=self._file_parts))
+
+    @classmethod
+    def from_json(cls, document: Any) -> "Tokenizer":
+        """Build a Tokenizer from tokenizer.json content (a dict), validating every part it uses."""
+        data = tokenizer_json.from_document(document)
+        try:
+            tok = cls(data.id_to_bytes, data.merges, {}, add_prefix_space=False, ignore_merges=data.ignore_merges,
+                      normalizer=data.normalizer, pre_tokenizer=data.pre_tokenizer, added_tokens=data.added_tokens)
+        except ValueError as exc:  # bpe.normalize's UnsupportedComponent included
+            raise TokenizerFileError(str(exc)) from None
+        tok._file_parts = data.kept
+        return tok
 
     def save(self, path: Union[str, os.PathLike]) -> None:
         """Write a Hugging Face tokenizer.json atomically (temp file in the same folder, then rename).
@@ -588,91 +380,17 @@ class Tokenizer:
         A new file gets mode 0644 (mkstemp's 0600 would hide it from other users); an existing file
         keeps its mode. An OSError names `path`, never the temporary file.
         """
-        text = json.dumps(self.to_json(), ensure_ascii=False, indent=2)
-        path = os.fspath(path)
-        if os.path.isdir(path):
-            raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", path)
-        try:
-            mode = stat.S_IMODE(os.stat(path).st_mode)
-        except OSError:
-            mode = 0o644
-        folder = os.path.dirname(os.path.abspath(path))
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=".tokenizer-", suffix=".tmp", dir=folder)
-        except OSError as exc:
-            raise OSError(exc.errno, exc.strerror, path) from None
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())  # the bytes reach the disk before the rename makes them visible
-            os.chmod(tmp, mode)
-            os.replace(tmp, path)
-        except BaseException as exc:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            if isinstance(exc, OSError):
-                raise OSError(exc.errno, exc.strerror, path) from None
-            raise
+        tokenizer_json.write(path, self.to_json())
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike]) -> "Tokenizer":
-        """Read a byte-level BPE tokenizer.json (ours or Hugging Face's), validating it."""
-        from .tokenizer_json import read_tokenizer_json
-        return read_tokenizer_json(path, cls)
+        """Read a byte-level BPE tokenizer.json (ours or Hugging Face's), validating it.
+
+        A problem raises TokenizerFileError (a ValueError) with one line naming the file.
+        """
+        document = tokenizer_json.read(path)
+        with tokenizer_json.errors_naming(path):
+            return cls.from_json(document)
 
     def __repr__(self) -> str:
         return f"Tokenizer(vocab_size={self.vocab_size}, merges={len(self._merges)}, special_tokens={list(self._special)})"
-
-
-_INDENT_THEN_TEXT = re.compile(r"[ \t]*\S")
-
-
-def split_blocks(text: str, size: int = BLOCK_CHARS, pattern: str = GPT4_PATTERN) -> list[str]:
-    r"""Cut text into blocks of about `size` characters at newlines that no split of `pattern` crosses.
-
-    GPT-2's pattern: cut before a "\n" that follows a non-space; no alternative reaches from a
-    non-space into whitespace, and the whitespace run starting at the "\n" is matched the same way
-    from there. GPT-4's: cut after a "\n" that follows a non-space and precedes a non-space, or
-    spaces/tabs then a non-space (an indented line): the "\n" then ends a piece (`\s*[\r\n]`, or
-    `[\r\n]*+` after punctuation), at a block's end too. Checked on hostile text by the tests.
-    """
-    gpt2 = pattern == GPT2_PATTERN
-    blocks = []
-    start, n = 0, len(text)
-    while n - start > size:
-        j = text.find("\n", start + size)
-        while j != -1:
-            if not text[j - 1].isspace():
-                if gpt2:
-                    cut = j
-                    break
-                if _INDENT_THEN_TEXT.match(text, j + 1):
-                    cut = j + 1
-                    break
-            j = text.find("\n", j + 1)
-        if j == -1 or cut <= start or cut >= n:
-            break
-        blocks.append(text[start:cut])
-        start = cut
-    blocks.append(text[start:])
-    return blocks
-
-
-_worker_tokenizer: "Tokenizer | None" = None
-
-
-def _worker_init(data: dict) -> None:
-    global _worker_tokenizer
-    from .tokenizer_json import from_json
-    _worker_tokenizer = from_json(data, Tokenizer)
-
-
-def _worker_encode(block: str) -> bytes:
-    return array("q", _worker_tokenizer._encode_normalized(block)).tobytes()  # 8 bytes an id, pickled fast
-
-
-def _unpack(data: bytes) -> list[int]:
-    ids = array("q")
-    ids.frombytes(data)
-    return ids.tolist()

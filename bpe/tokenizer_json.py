@@ -1,78 +1,63 @@
-"""Hugging Face tokenizer.json for byte-level BPE: writing ours, reading and validating anyone's."""
+"""Hugging Face tokenizer.json for byte-level BPE, as plain data: reading, validating and writing the file.
+
+The codec knows the file format and nothing of bpe.tokenizer's Tokenizer, which builds itself
+from the plain data here and hands its own back to be written:
+
+    read(path)               the JSON document (FileNotFoundError, or TokenizerFileError naming the file)
+    from_document(document)  validated TokenizerData: vocab as bytes, merges as id pairs, added tokens, ...
+    to_document(data)        the document Hugging Face writes for the same tokenizer
+    write(path, document)    saved atomically (a temporary file in the same folder, then a rename)
+"""
 from __future__ import annotations
 
 import errno
 import json
 import os
-from typing import TYPE_CHECKING, Any, Union
+import stat
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Union
 
-
-from .added import AddedToken
-from .normalize import UnsupportedComponent, compile_normalizer
-from .pretokenize import CHAR_TO_BYTE, GPT2_PATTERN, PreTokenizer, hf_pattern
-
-if TYPE_CHECKING:
-    from .tokenizer import Tokenizer
+from bpe.added import AddedToken
+from bpe.normalize import UnsupportedComponent, compile_normalizer
+from bpe.pretokenize import CHAR_TO_BYTE, GPT2_PATTERN, GPT4_PATTERN, PreTokenizer, bytes_to_token, hf_pattern
 
 
 class TokenizerFileError(ValueError):
     """A tokenizer.json that cannot be used, with the reason."""
 
 
-def _byte_level(use_regex: bool, add_prefix_space: bool) -> dict:
-    return {"type": "ByteLevel", "add_prefix_space": add_prefix_space, "trim_offsets": True, "use_regex": use_regex}
+@dataclass
+class TokenizerData:
+    """What a byte-level BPE tokenizer.json holds, as Python values.
 
-
-def to_json(tok: "Tokenizer") -> dict:
-    """The tokenizer.json content Hugging Face writes for the same byte-level BPE.
-
-    A tokenizer loaded from a file writes back its normalizer, pre_tokenizer, post_processor,
-    decoder, truncation and padding as they were.
-    Every added token is also written into the model's vocab (as Hugging Face's trainer does for
-    special tokens), so Hugging Face keeps its id when loading the file.
+    id_to_bytes[i] is token i's bytes, None for an unused id (a gap); an added token's entry is b""
+    when read from a file (the Tokenizer sets it). merges are (left id, right id) in rank order.
+    normalizer and pre_tokenizer are the file's nodes as they are; without a pre_tokenizer node,
+    `pattern` and `add_prefix_space` say how to split. kept: the parts bpe does not use
+    (truncation, padding, post_processor, decoder), written back as they were.
     """
-    if tok._pre_tokenizer_node is not None:
-        pre_tokenizer = tok._pre_tokenizer_node
-    elif tok.pattern == GPT2_PATTERN:  # HF's built-in ByteLevel regex is exactly GPT-2's
-        pre_tokenizer = _byte_level(True, tok.add_prefix_space)
-    else:
-        pre_tokenizer = {"type": "Sequence", "pretokenizers": [
-            {"type": "Split", "pattern": {"Regex": hf_pattern(tok.pattern)}, "behavior": "Isolated", "invert": False},
-            _byte_level(False, tok.add_prefix_space),
-        ]}
-    vocab = {}
-    for i in range(tok.vocab_size):
-        token = tok.id_to_token(i)
-        if token is not None:
-            vocab[token] = i
-    kept = getattr(tok, "_file_parts", {})
-    out = {
-        "version": "1.0",
-        "truncation": None,
-        "padding": None,
-        "added_tokens": [t.to_json() for t in sorted(tok.added_tokens, key=lambda t: t.id)],
-        "normalizer": tok._normalizer_node,
-        "pre_tokenizer": pre_tokenizer,
-        "post_processor": None,
-        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
-        "model": {
-            "type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
-            "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False,
-            "ignore_merges": tok.ignore_merges,
-            "vocab": vocab,
-            "merges": [[tok.id_to_token(a), tok.id_to_token(b)] for a, b in tok.merges],
-        },
-    }
-    out.update(kept)
-    return out
+
+    id_to_bytes: list[bytes | None]
+    merges: list[tuple[int, int]]
+    added_tokens: list[AddedToken] = field(default_factory=list)
+    normalizer: dict | None = None
+    pre_tokenizer: dict | None = None
+    pattern: str = GPT4_PATTERN
+    add_prefix_space: bool = False
+    ignore_merges: bool = False
+    kept: dict = field(default_factory=dict)
 
 
-def read_tokenizer_json(path: Union[str, os.PathLike], cls: type) -> "Tokenizer":
-    """Load and validate a tokenizer.json; raise TokenizerFileError naming the first problem."""
+# -- reading -----------------------------------------------------------------------------------
+
+def read(path: Union[str, os.PathLike]) -> Any:
+    """The JSON document in a file; FileNotFoundError, or TokenizerFileError naming the file."""
     path = os.fspath(path)
     try:
         with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+            return json.load(f)
     except FileNotFoundError:
         raise FileNotFoundError(errno.ENOENT, "tokenizer file not found", path) from None
     except UnicodeDecodeError as exc:
@@ -81,20 +66,26 @@ def read_tokenizer_json(path: Union[str, os.PathLike], cls: type) -> "Tokenizer"
         raise TokenizerFileError(f"{path}: not valid JSON ({exc})") from None
     except RecursionError:
         raise TokenizerFileError(f"{path}: not valid JSON (nested too deeply)") from None
+
+
+@contextmanager
+def errors_naming(path: Union[str, os.PathLike]) -> Iterator[None]:
+    """Turn an error in building from `path`'s document into one TokenizerFileError line naming the file."""
+    path = os.fspath(path)
     try:
-        return from_json(data, cls)
+        yield
     except TokenizerFileError as exc:
         raise TokenizerFileError(f"{path}: {exc}") from None
     except (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError) as exc:
-        # a shape the checks in from_json did not foresee: still one line naming the file
+        # a shape the checks in from_document did not foresee: still one line naming the file
         raise TokenizerFileError(f"{path}: invalid tokenizer.json ({type(exc).__name__}: {exc})") from None
 
 
-def from_json(data: Any, cls: type) -> "Tokenizer":
-    """Build a Tokenizer from tokenizer.json content (a dict), validating every part it uses."""
-    if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+def from_document(document: Any) -> TokenizerData:
+    """The plain data of tokenizer.json content (a dict), validating every part bpe uses."""
+    if not isinstance(document, dict) or not isinstance(document.get("model"), dict):
         raise TokenizerFileError("not a tokenizer.json: no 'model' object")
-    model = data["model"]
+    model = document["model"]
     kind = model.get("type", "BPE")
     if kind != "BPE":
         raise TokenizerFileError(f"unsupported model type {kind!r} (only byte-level 'BPE' is supported)")
@@ -105,8 +96,8 @@ def from_json(data: Any, cls: type) -> "Tokenizer":
         raise TokenizerFileError(f"unsupported model option dropout={model['dropout']!r}")
     if model.get("byte_fallback"):
         raise TokenizerFileError("unsupported model option byte_fallback=true (not a byte-level BPE)")
-    normalizer = data.get("normalizer")
-    pre_tokenizer = data.get("pre_tokenizer")
+    normalizer = document.get("normalizer")
+    pre_tokenizer = document.get("pre_tokenizer")
     try:
         compile_normalizer(normalizer)
         PreTokenizer(pre_tokenizer)
@@ -114,21 +105,11 @@ def from_json(data: Any, cls: type) -> "Tokenizer":
         raise TokenizerFileError(str(exc)) from None
     vocab = model.get("vocab")
     by_id = _check_vocab(vocab)
-    added = _read_added_tokens(data.get("added_tokens") or [], vocab, by_id)
-    id_to_bytes = _read_vocab(by_id, added)
-    merges = _read_merges(model.get("merges"), vocab)
-    try:
-        tok = cls(id_to_bytes, merges, {}, add_prefix_space=False, ignore_merges=bool(model.get("ignore_merges", False)),
-                  normalizer=normalizer, pre_tokenizer=pre_tokenizer, added_tokens=added)
-    except (ValueError, UnsupportedComponent) as exc:
-        raise TokenizerFileError(str(exc)) from None
-    # parts bpe does not use, written back as they were by save()
-    tok._file_parts = {k: data[k] for k in ("truncation", "padding", "post_processor", "decoder") if k in data}
-    return tok
-
-
-def _type_name(node: Any) -> str:
-    return repr(node.get("type")) if isinstance(node, dict) else repr(node)
+    added = _read_added_tokens(document.get("added_tokens") or [], vocab, by_id)
+    return TokenizerData(
+        id_to_bytes=_read_vocab(by_id, added), merges=_read_merges(model.get("merges"), vocab), added_tokens=added,
+        normalizer=normalizer, pre_tokenizer=pre_tokenizer, ignore_merges=bool(model.get("ignore_merges", False)),
+        kept={k: document[k] for k in ("truncation", "padding", "post_processor", "decoder") if k in document})
 
 
 # Ids so sparse that a list of them would waste memory: refused (HF would load them).
@@ -234,3 +215,87 @@ def _read_merges(merges: Any, vocab: dict[str, int]) -> list[tuple[int, int]]:
         out.append((vocab[parts[0]], vocab[parts[1]]))
     return out
 
+
+# -- writing -----------------------------------------------------------------------------------
+
+def _byte_level(use_regex: bool, add_prefix_space: bool) -> dict:
+    return {"type": "ByteLevel", "add_prefix_space": add_prefix_space, "trim_offsets": True, "use_regex": use_regex}
+
+
+def to_document(data: TokenizerData) -> dict:
+    """The tokenizer.json content Hugging Face writes for the same byte-level BPE.
+
+    A tokenizer loaded from a file writes back its normalizer, pre_tokenizer, post_processor,
+    decoder, truncation and padding as they were.
+    Every added token is also written into the model's vocab (as Hugging Face's trainer does for
+    special tokens), so Hugging Face keeps its id when loading the file.
+    """
+    if data.pre_tokenizer is not None:
+        pre_tokenizer = data.pre_tokenizer
+    elif data.pattern == GPT2_PATTERN:  # HF's built-in ByteLevel regex is exactly GPT-2's
+        pre_tokenizer = _byte_level(True, data.add_prefix_space)
+    else:
+        pre_tokenizer = {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": hf_pattern(data.pattern)}, "behavior": "Isolated", "invert": False},
+            _byte_level(False, data.add_prefix_space),
+        ]}
+    added_by_id = {t.id: t.content for t in data.added_tokens}
+    id_to_bytes = data.id_to_bytes
+
+    def token(i: int) -> str:  # an added token as it is, any other as its byte-level string
+        content = added_by_id.get(i)
+        return content if content is not None else bytes_to_token(id_to_bytes[i])
+
+    out = {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": [t.to_json() for t in sorted(data.added_tokens, key=lambda t: t.id)],
+        "normalizer": data.normalizer,
+        "pre_tokenizer": pre_tokenizer,
+        "post_processor": None,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+        "model": {
+            "type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+            "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False,
+            "ignore_merges": data.ignore_merges,
+            "vocab": {token(i): i for i, b in enumerate(id_to_bytes) if b is not None},
+            "merges": [[token(a), token(b)] for a, b in data.merges],
+        },
+    }
+    out.update(data.kept)
+    return out
+
+
+def write(path: Union[str, os.PathLike], document: dict) -> None:
+    """Write a tokenizer.json atomically (temp file in the same folder, then rename).
+
+    A new file gets mode 0644 (mkstemp's 0600 would hide it from other users); an existing file
+    keeps its mode. An OSError names `path`, never the temporary file.
+    """
+    text = json.dumps(document, ensure_ascii=False, indent=2)
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", path)
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        mode = 0o644
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tokenizer-", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, path) from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())  # the bytes reach the disk before the rename makes them visible
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise OSError(exc.errno, exc.strerror, path) from None
+        raise

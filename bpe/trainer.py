@@ -12,8 +12,8 @@ from operator import add, itemgetter, mul
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Union
 
-from .pretokenize import BYTES_IN_HF_ORDER, ascii_findall, resolve_pattern, splitter
-from .tokenizer import Tokenizer
+from bpe.pretokenize import BYTES_IN_HF_ORDER, ascii_findall, resolve_pattern, splitter
+from bpe.tokenizer import Tokenizer
 
 Source = Union[str, os.PathLike]
 
