@@ -145,7 +145,7 @@ def _broadcasts_to(shape: tuple, target: tuple) -> bool:
     return all(n == m or n == 1 for n, m in zip(shape, target[len(target) - len(shape):]))
 
 
-def _topological_order(root: "Tensor") -> list:
+def topological_order(root: "Tensor") -> list:
     """Nodes reachable from root, each after all nodes it depends on (iterative DFS)."""
     order, visited = [], set()
     stack = [(root, False)]
@@ -174,7 +174,7 @@ def backward(root: "Tensor", grad: Any = None, retain_graph: bool = False) -> No
     """
     grads = {id(root): _initial_grad(root, grad)}  # d(root)/d(node), by node
     owned: set[int] = set()  # gradient arrays the engine allocated itself, safe to add into in place
-    for node in reversed(_topological_order(root)):  # every node after all the nodes that use it
+    for node in reversed(topological_order(root)):  # every node after all the nodes that use it
         g = grads.pop(id(node), None)
         if g is None:
             continue

@@ -6,10 +6,11 @@ import numbers
 from typing import Any, Sequence
 
 from minigrad import backend
+from minigrad.arguments import check_memory_format, promote, shape_arg, to_array, wrap_dim
+from minigrad.dtypes import as_dtype, get_default_dtype, int64, promote_types
 from minigrad.ops import elementwise
 from minigrad.ops import shape as shape_ops
-from minigrad.tensor import (Tensor, _check_memory_format, _promote, _shape_arg, _to_array, _wrap_dim, as_dtype, get_default_dtype, int64,
-                             promote_types)
+from minigrad.tensor import Tensor
 
 
 def _float_dtype(dtype: Any) -> Any:
@@ -19,7 +20,7 @@ def _float_dtype(dtype: Any) -> Any:
 def tensor(data: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
     """Make a tensor from a Python number, nested list, numpy array or tensor (copies the data)."""
     dev = backend.device(device)
-    arr = _to_array(data, dev, None if dtype is None else as_dtype(dtype))
+    arr = to_array(data, dev, None if dtype is None else as_dtype(dtype))
     if isinstance(data, (Tensor,)) or arr is data:
         arr = arr.copy()
     return Tensor(arr, device=dev, requires_grad=requires_grad, _copy=False)
@@ -27,7 +28,7 @@ def tensor(data: Any, dtype: Any = None, requires_grad: bool = False, device: An
 
 def _fill(shape: tuple, value: float, dtype: Any, requires_grad: bool, device: Any) -> Tensor:
     dev = backend.device(device)
-    arr = dev.xp.full(_shape_arg(shape), value, dtype=_float_dtype(dtype))
+    arr = dev.xp.full(shape_arg(shape), value, dtype=_float_dtype(dtype))
     return Tensor(arr, device=dev, requires_grad=requires_grad, _copy=False)
 
 
@@ -60,7 +61,7 @@ def ones_like(t: Tensor, dtype: Any = None, requires_grad: bool = False, *, devi
 
 
 def _like(t: Tensor, value: Any, dtype: Any, requires_grad: bool, device: Any, memory_format: Any, op: str) -> Tensor:
-    _check_memory_format(memory_format, op)
+    check_memory_format(memory_format, op)
     return _fill(t.shape, value, t.dtype if dtype is None else dtype, requires_grad,
                  t.device if device is None else device)
 
@@ -68,14 +69,14 @@ def _like(t: Tensor, value: Any, dtype: Any, requires_grad: bool, device: Any, m
 def randn(*shape: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
     """Standard normal samples from the device's generator (reproducible under manual_seed)."""
     dev = backend.device(device)
-    arr = backend.randn(dev, _shape_arg(shape), _float_dtype(dtype))
+    arr = backend.randn(dev, shape_arg(shape), _float_dtype(dtype))
     return Tensor(arr, device=dev, requires_grad=requires_grad, _copy=False)
 
 
 def rand(*shape: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
     """Uniform [0, 1) samples from the device's generator."""
     dev = backend.device(device)
-    arr = backend.rand(dev, _shape_arg(shape), _float_dtype(dtype))
+    arr = backend.rand(dev, shape_arg(shape), _float_dtype(dtype))
     return Tensor(arr, device=dev, requires_grad=requires_grad, _copy=False)
 
 
@@ -106,7 +107,7 @@ def randint(*args: Any, low: int | None = None, high: int | None = None, size: S
         raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
     dev = backend.device(device)
     dt = int64 if dtype is None else as_dtype(dtype)
-    arr = backend.randint(dev, int(low), int(high), _shape_arg((size,)))
+    arr = backend.randint(dev, int(low), int(high), shape_arg((size,)))
     return Tensor(arr if dt == int64 else arr.astype(dt), device=dev, requires_grad=requires_grad, _copy=False)
 
 
@@ -159,7 +160,7 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     for i, t in enumerate(tensors):
         if t.ndim == 0:
             raise RuntimeError(f"cat(): zero-dimensional tensor (at position {i}) cannot be concatenated")
-    d = _wrap_dim(dim, ref.ndim)
+    d = wrap_dim(dim, ref.ndim)
     kept_ids = {id(t) for t in kept}
     for i, t in enumerate(tensors):
         if id(t) in kept_ids and (t.ndim != ref.ndim or any(a != b for k, (a, b) in enumerate(zip(t.shape, ref.shape))
@@ -176,7 +177,7 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
         if t.shape != tensors[0].shape:
             raise RuntimeError(f"stack expects each tensor to be equal size, but got {list(tensors[0].shape)} at "
                                f"entry 0 and {list(t.shape)} at entry {i}")
-    return shape_ops.Stack.apply(*tensors, axis=_wrap_dim(dim, tensors[0].ndim + 1))
+    return shape_ops.Stack.apply(*tensors, axis=wrap_dim(dim, tensors[0].ndim + 1))
 
 
 def where(condition: Any, x: Any, y: Any) -> Tensor:
@@ -184,8 +185,8 @@ def where(condition: Any, x: Any, y: Any) -> Tensor:
     ref = x if isinstance(x, Tensor) else y
     if not isinstance(ref, Tensor):
         raise TypeError("where: at least one of x and y must be a Tensor")
-    x, y = _promote("where", ref, x, y)[1:]
-    cond = condition.data if isinstance(condition, Tensor) else _to_array(condition, ref.device, None)
+    x, y = promote("where", ref, x, y)[1:]
+    cond = condition.data if isinstance(condition, Tensor) else to_array(condition, ref.device, None)
     return elementwise.Where.apply(x, y, cond=cond.astype(bool, copy=False))
 
 

@@ -17,8 +17,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from minigrad.autograd import _topological_order, no_grad
-from minigrad.tensor import Tensor, float64
+from minigrad.autograd import no_grad, topological_order
+from minigrad.dtypes import float64
+from minigrad.tensor import Tensor
 
 
 class GradcheckError(AssertionError):
@@ -84,7 +85,7 @@ def gradcheck(fn: Callable[..., Tensor], inputs: Sequence[Tensor], eps: float = 
 
 def graph_ops(out: Tensor) -> list[str]:
     """Names of the ops that made out, each once, inputs first (the order a forward pass ran them)."""
-    return list(dict.fromkeys(node._ctx.fn.__name__ for node in _topological_order(out)
+    return list(dict.fromkeys(node._ctx.fn.__name__ for node in topological_order(out)
                               if node._ctx is not None and not node._ctx.freed))
 
 

@@ -68,7 +68,7 @@ def _summary(t: Tensor, show_values: int) -> str:
 
 def draw(root: Tensor, show_values: int = 8, rankdir: str = "LR") -> Graph:
     """The graph of ops that made root, as DOT text (tensors as ellipses, ops as boxes)."""
-    nodes = autograd._topological_order(root) if root.requires_grad else [root]
+    nodes = autograd.topological_order(root) if root.requires_grad else [root]
     out = ["digraph minigrad {", f"  rankdir={rankdir};", '  node [fontname="Helvetica", fontsize=10];']
 
     def tensor_id(t: Tensor) -> str:

@@ -4,9 +4,11 @@ from __future__ import annotations
 import warnings
 from typing import Any, Sequence
 
-from minigrad.ops import attention, fused
+from minigrad.arguments import to_array
 from minigrad.autograd import is_grad_enabled
-from minigrad.tensor import Tensor, _to_array, as_dtype
+from minigrad.dtypes import as_dtype
+from minigrad.ops import attention, fused
+from minigrad.tensor import Tensor
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -77,7 +79,7 @@ def log_softmax(x: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: 
 
 def embedding(ids: Any, weight: Tensor) -> Tensor:
     """Rows of weight picked by integer ids (any shape); out has shape ids.shape + (dim,)."""
-    idx = ids.data if isinstance(ids, Tensor) else _to_array(ids, weight.device, None)
+    idx = ids.data if isinstance(ids, Tensor) else to_array(ids, weight.device, None)
     if idx.dtype.kind not in "iu":
         raise TypeError(f"embedding: ids must be integers, got {idx.dtype}")
     n = weight.shape[0]
@@ -107,7 +109,7 @@ def _class_weight(op: str, weight: Any, x: Tensor) -> Any:
             raise RuntimeError(f"{op}: not differentiable with respect to argument 'weight' (torch refuses it too); "
                                f"pass weight.detach()")
         weight = weight.data
-    w = _to_array(weight, x.device, None)
+    w = to_array(weight, x.device, None)
     c = x.shape[0 if x.ndim == 1 else 1]
     if w.shape != (c,):
         raise ValueError(f"{op}: weight of shape {tuple(w.shape)} does not match {c} classes (input of shape "
@@ -147,7 +149,7 @@ def cross_entropy(input: Tensor, target: Any, weight: Any = None, size_average: 
     x = input
     if x.ndim == 0:
         raise ValueError("cross_entropy: input must have a class dimension, got a 0-d input")
-    t = target.data if isinstance(target, Tensor) else _to_array(target, x.device, None)
+    t = target.data if isinstance(target, Tensor) else to_array(target, x.device, None)
     ax = 0 if x.ndim == 1 else 1
     if t.dtype.kind == "f":  # class probabilities
         if tuple(t.shape) != tuple(x.shape):
@@ -168,12 +170,12 @@ def _soft_cross_entropy(x: Tensor, target: Any, weight: Any, reduction: str, eps
     positions r (numel / C). Built from differentiable ops, so q and w get gradients when they require them:
     dL/dx_r = G_r (p_r sum_c w_c q'_rc - w q'_r),  dL/dq_rc = -G_r (1 - eps) w_c log p_rc."""
     c = x.shape[ax]
-    q = target if isinstance(target, Tensor) else Tensor(_to_array(target, x.device, None), device=x.device, _copy=False)
+    q = target if isinstance(target, Tensor) else Tensor(to_array(target, x.device, None), device=x.device, _copy=False)
     if eps > 0.0:
         q = q * (1.0 - eps) + eps / c
     prod = fused.LogSoftmax.apply(x, axis=ax) * q
     if weight is not None:
-        w = weight if isinstance(weight, Tensor) else Tensor(_to_array(weight, x.device, None), device=x.device,
+        w = weight if isinstance(weight, Tensor) else Tensor(to_array(weight, x.device, None), device=x.device,
                                                              _copy=False)
         if tuple(w.shape) != (c,):
             raise ValueError(f"cross_entropy: weight of shape {tuple(w.shape)} does not match {c} classes")
@@ -193,7 +195,7 @@ def nll_loss(input: Tensor, target: Any, weight: Any = None, size_average: Any =
     (N, C, d1, ...), integer target (N,), () or (N, d1, ...); weight (C,) class weights ('mean' divides by the
     summed weights of the kept targets), ignore_index skips one id."""
     reduction = _reduction("nll_loss", size_average, reduce, reduction)
-    t = target.data if isinstance(target, Tensor) else _to_array(target, input.device, None)
+    t = target.data if isinstance(target, Tensor) else to_array(target, input.device, None)
     t = _index_targets("nll_loss", input, t)
     w = _class_weight("nll_loss", weight, input)
     return fused.NLLLoss.apply(input, targets=t, weight=w, ignore_index=ignore_index, reduction=reduction)
@@ -260,7 +262,7 @@ def _attention_mask(op: str, attn_mask: Any, q: Tensor) -> tuple:
         if attn_mask.requires_grad and is_grad_enabled() and attn_mask.dtype.kind == "f":
             return attn_mask, None
         return None, attn_mask.data
-    m = _to_array(attn_mask, q.device, None)
+    m = to_array(attn_mask, q.device, None)
     if m.dtype != bool and m.dtype.kind != "f":
         raise TypeError(f"{op}: attn_mask must be bool or float, got {m.dtype}")
     return None, m

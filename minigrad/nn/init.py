@@ -9,7 +9,8 @@ import math
 from typing import Any
 
 from minigrad import backend
-from minigrad.tensor import Tensor, float32
+from minigrad.dtypes import float32
+from minigrad.tensor import Tensor
 
 
 def _draw(tensor: Tensor, kind: str) -> Any:

@@ -9,7 +9,8 @@ from minigrad import backend
 from minigrad.creation import where
 from minigrad.nn import functional as F
 from minigrad.nn import init
-from minigrad.nn.module import Module, Parameter, _as_array_on, _format_repr, _indent
+from minigrad.nn.internal import as_array_on, format_repr, indent
+from minigrad.nn.module import Module, Parameter
 from minigrad.tensor import Tensor, as_dtype, get_default_dtype
 
 
@@ -107,9 +108,9 @@ class ModuleList(Module):
             while j + 1 < len(reprs) and reprs[j + 1] == reprs[i]:
                 j += 1
             head = f"({i}): " if i == j else f"({i}-{j}): {j - i + 1} x "
-            lines.append(head + _indent(reprs[i]))
+            lines.append(head + indent(reprs[i]))
             i = j + 1
-        return _format_repr(type(self).__name__, [], lines)
+        return format_repr(type(self).__name__, [], lines)
 
 
 class ModuleDict(Module):
@@ -403,7 +404,7 @@ class MultiheadAttention(Module):
         if is_causal:  # the causal mask as a bool mask, aligned at the top left as SDPA's is_causal (and torch)
             mask = xp.arange(s)[None, :] <= xp.arange(t)[:, None]
         elif attn_mask is not None:
-            m = _as_array_on(attn_mask, dev)
+            m = as_array_on(attn_mask, dev)
             if m.ndim == 3:  # (B*H, T, S), batch-major as in torch
                 m = m.reshape(b, self.num_heads, t, s)
             elif m.shape != (t, s):
@@ -411,7 +412,7 @@ class MultiheadAttention(Module):
                                  f"nor ({b * self.num_heads}, {t}, {s})")
             mask = ~m if m.dtype == bool else m.astype(dtype, copy=False)
         if key_padding_mask is not None:
-            kpm = _as_array_on(key_padding_mask, dev)
+            kpm = as_array_on(key_padding_mask, dev)
             if kpm.shape != (b, s):
                 raise ValueError(f"MultiheadAttention: key_padding_mask of shape {tuple(kpm.shape)}, "
                                  f"expected ({b}, {s})")

@@ -10,8 +10,11 @@ from collections import OrderedDict
 from typing import Any, Callable, Iterator, NamedTuple
 
 from minigrad import backend
+from minigrad.arguments import to_arguments
 from minigrad.backend import Device
-from minigrad.tensor import Tensor, as_dtype, to_arguments
+from minigrad.dtypes import as_dtype
+from minigrad.nn.internal import as_array_on, format_repr, indent
+from minigrad.tensor import Tensor
 
 
 class Parameter(Tensor):
@@ -72,22 +75,6 @@ def _convert_array(arr: Any, dev: Device | None, dtype: Any) -> Any:
     if dev is not None and backend.device_of(arr) != dev:
         arr = backend.from_numpy(dev, backend.to_numpy(arr))
     return arr
-
-
-def _as_array_on(value: Any, dev: Device) -> Any:
-    """A state_dict value (Tensor or numpy/cupy array) as an array on dev."""
-    arr = value.data if isinstance(value, Tensor) else value
-    if not hasattr(arr, "shape") or not hasattr(arr, "dtype"):
-        raise TypeError(f"expected a Tensor or an array, got {type(value).__name__}")
-    return arr if _is_on(arr, dev) else backend.from_numpy(dev, backend.to_numpy(arr))
-
-
-def _is_on(arr: Any, dev: Device) -> bool:
-    """Whether arr is an array of dev (host scalars such as numpy.float64 are on no device)."""
-    try:
-        return backend.device_of(arr) == dev
-    except TypeError:
-        return False
 
 
 class Module:
@@ -360,7 +347,7 @@ class Module:
             raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t" + "\n\t".join(errors))
         for key, target in own.items():
             if key in state_dict:
-                target.data[...] = _as_array_on(state_dict[key], target.device)  # casts to the target's dtype
+                target.data[...] = as_array_on(state_dict[key], target.device)  # casts to the target's dtype
                 target._vc[0] += 1
         return _IncompatibleKeys(missing, unexpected)
 
@@ -371,16 +358,5 @@ class Module:
 
     def __repr__(self) -> str:
         extra = [line for line in self.extra_repr().split("\n") if line]
-        children = [f"({name}): " + _indent(repr(child)) for name, child in self._modules.items()]
-        return _format_repr(type(self).__name__, extra, children)
-
-
-def _indent(text: str) -> str:
-    return text.replace("\n", "\n  ")
-
-
-def _format_repr(name: str, extra: list, children: list) -> str:
-    """PyTorch's layout: Name(extra) on one line when there are no children, else one item per line."""
-    if not children and len(extra) <= 1:
-        return f"{name}({''.join(extra)})"
-    return f"{name}(\n  " + "\n  ".join(extra + children) + "\n)"
+        children = [f"({name}): " + indent(repr(child)) for name, child in self._modules.items()]
+        return format_repr(type(self).__name__, extra, children)

@@ -5,7 +5,8 @@ from typing import Any, Callable, Iterable
 
 from minigrad import backend
 from minigrad.autograd import enable_grad
-from minigrad.nn.module import _is_on, zero_grads
+from minigrad.nn.internal import is_on
+from minigrad.nn.module import zero_grads
 from minigrad.tensor import Tensor
 
 
@@ -18,7 +19,7 @@ def _state_value_like(value: Any, p: Tensor, name: str) -> Any:
         return value
     if arr.ndim and tuple(arr.shape) != tuple(p.shape):  # caught here, not as a broadcast error mid-training
         raise ValueError(f"loaded state {name!r} has shape {tuple(arr.shape)}, its parameter has {tuple(p.shape)}")
-    if not _is_on(arr, p.device):
+    if not is_on(arr, p.device):
         arr = backend.from_numpy(p.device, backend.to_numpy(arr))
     dtype = p.dtype if arr.dtype.kind == "f" else arr.dtype
     return p.device.xp.array(arr, dtype=dtype, copy=True)  # own a copy: steps update it in place

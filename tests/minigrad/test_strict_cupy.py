@@ -97,7 +97,8 @@ def test_device_to_host_syncs_are_counted(dev):
 # cupy-specific code lives; gradcheck.py, serialization.py and selftest.py work on host copies by design.
 NUMPY_FREE = ["minigrad/autograd.py", "minigrad/ops", "minigrad/nn", "minigrad/optim", "minigrad/creation.py"]
 HOST_METADATA_ONLY = {  # files that may use numpy, but only these names: dtypes, type checks, host inputs
-    "minigrad/tensor.py", "minigrad/cuda_kernels.py"}
+    "minigrad/tensor.py", "minigrad/tensor_math.py", "minigrad/tensor_reduce.py", "minigrad/tensor_shape.py",
+    "minigrad/tensor_inplace.py", "minigrad/arguments.py", "minigrad/dtypes.py", "minigrad/cuda_kernels.py"}
 NUMPY_METADATA = {"dtype", "ndarray", "generic", "bool_", "float16", "float32", "float64", "int32", "int64", "uint8",
                   "uint16", "integer", "floating", "number", "issubdtype", "result_type", "promote_types", "can_cast",
                   "iinfo", "finfo", "array2string", "broadcast_shapes", "asarray", "array"}
