@@ -69,7 +69,7 @@ def show(name, t):
 # ## Forward, step by step
 #
 # We call the model's own modules one by one (the same computation as `model(idx)`, which we check at the end;
-# the model runs attention as one op on the packed qkv, `F.packed_self_attention`, where we split it by hand).
+# `tinygpt/model.py`'s `CausalSelfAttention.forward` holds the same attention steps as below).
 # **Embeddings**: each token id picks a row of `tok_embed.weight` (V, C); each position adds a learned vector
 # from `pos_embed` (1, block_size, C), broadcast over the batch.
 

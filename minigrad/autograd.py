@@ -11,7 +11,6 @@ the forward saved. ``backward`` walks those records in reverse topological order
 from __future__ import annotations
 
 import functools
-import sys
 import time
 import weakref
 from typing import Any, Callable
@@ -21,7 +20,7 @@ from typing import Any, Callable
 Tensor: Any = None
 
 _grad_enabled = True
-_profiler = None  # a minigrad.profile while one is active
+_profiler = None  # a minigrad.profile while one is active (minigrad/observe.py sets these two)
 _tracer = None  # a minigrad.trace while one is active
 
 
@@ -231,9 +230,32 @@ def _call_backward(ctx: Context, g: Any, retain_graph: bool) -> tuple:
     return input_grads
 
 
+class SliceGrad:
+    """The gradient of ``x[index]`` (basic slicing) for x: zero everywhere except ``g`` at ``index``.
+
+    GetItem.backward returns this instead of a dense array: the pieces of a split (say q, k, v of a packed
+    projection) then fill one gradient buffer of x's shape, instead of each allocating a zeros array of that
+    shape and the engine summing them. ``dense()`` is the array it stands for.
+    """
+
+    __slots__ = ("shape", "dtype", "index", "g", "xp")
+
+    def __init__(self, shape: tuple, dtype: Any, index: Any, g: Any, xp: Any) -> None:
+        self.shape, self.dtype, self.index, self.g, self.xp = shape, dtype, index, g, xp
+
+    def dense(self) -> Any:
+        out = self.xp.zeros(self.shape, dtype=self.dtype)
+        out[self.index] = self.g
+        return out
+
+
 def _checked(ctx: Context, inp: "Tensor", ig: Any) -> Any:
     """An op's gradient for one input as an array of the input's shape (broadcasts summed back) and dtype."""
     xp = ctx.xp
+    if isinstance(ig, SliceGrad):
+        if ig.shape == inp.shape and ig.dtype == inp.dtype:
+            return ig
+        ig = ig.dense()  # and checked below
     if not isinstance(ig, xp.ndarray):  # 0-d numpy math yields scalars
         ig = xp.asarray(ig)
     if ig.shape != inp.shape:
@@ -251,7 +273,15 @@ def _add_grad(grads: dict, owned: set, inp: "Tensor", ig: Any) -> None:
     """grads[inp] += ig, in place when the engine owns the array (an op's own gradient may be a view)."""
     key = id(inp)
     prev = grads.get(key)
-    if prev is None:
+    if isinstance(ig, SliceGrad):  # a slice's gradient: write or add into one buffer the engine owns
+        if prev is None:
+            grads[key] = ig.dense()
+        else:
+            if key not in owned:
+                prev = grads[key] = prev.copy()
+            prev[ig.index] += ig.g
+        owned.add(key)
+    elif prev is None:
         grads[key] = ig
     elif key in owned:
         prev += ig
@@ -328,93 +358,6 @@ class enable_grad(no_grad):
             with enable_grad():
                 return fn(*args, **kwargs)
         return wrapper
-
-
-class profile:
-    """Time every Function's forward and backward while active: `with minigrad.profile() as p: ...; print(p.table())`.
-
-    With sync=True each measurement waits for the device first (needed on CUDA, where launches are async).
-    """
-
-    def __init__(self, sync: bool = False) -> None:
-        self.sync = sync
-        self.stats: dict[tuple[str, str], list] = {}
-
-    def record(self, name: str, phase: str, seconds: float, device: Any) -> None:
-        if self.sync:
-            t0 = time.perf_counter()
-            device.synchronize()
-            seconds += time.perf_counter() - t0
-        entry = self.stats.setdefault((name, phase), [0, 0.0])
-        entry[0] += 1
-        entry[1] += seconds
-
-    def __enter__(self) -> "profile":
-        global _profiler
-        self._prev, _profiler = _profiler, self
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        global _profiler
-        _profiler = self._prev
-
-    def total(self) -> float:
-        """Seconds spent inside ops (forward and backward)."""
-        return sum(s for _, s in self.stats.values())
-
-    def table(self, top: int | None = None) -> str:
-        """Ops sorted by total time: calls, total ms, ms per call and share, forward and backward apart."""
-        rows = sorted(self.stats.items(), key=lambda kv: -kv[1][1])[:top]
-        total = self.total() or 1.0
-        lines = [f"{'op':28s} {'phase':9s} {'calls':>7s} {'total ms':>10s} {'ms/call':>9s} {'share':>6s}"]
-        for (name, phase), (calls, secs) in rows:
-            lines.append(f"{name:28s} {phase:9s} {calls:7d} {secs * 1e3:10.2f} {secs * 1e3 / calls:9.3f} "
-                         f"{100 * secs / total:5.1f}%")
-        lines.append(f"{'total':28s} {'':9s} {sum(c for c, _ in self.stats.values()):7d} {total * 1e3:10.2f}")
-        return "\n".join(lines)
-
-
-class trace:
-    """Print what backward does, op by op, while active: `with minigrad.trace(): loss.backward()`.
-
-    For each op, in the order backward visits them: its name, the shapes of its inputs, the norm of
-    the gradient arriving from above, and the norm of the local gradient it hands each input (the
-    chain rule at work). Leaves show the gradient added to their .grad.
-    """
-
-    def __init__(self, file: Any = None) -> None:
-        self.file = file
-        self.lines: list[str] = []
-        self._n = 0
-
-    def _emit(self, line: str) -> None:
-        self.lines.append(line)
-        print(line, file=self.file if self.file is not None else sys.stdout)
-
-    @staticmethod
-    def _norm(a: Any) -> str:
-        return f"{float((a.astype('float64') ** 2).sum()) ** 0.5:.4g}"
-
-    def op(self, ctx: Context, g: Any, input_grads: tuple) -> None:
-        self._n += 1
-        shapes = ", ".join(str(tuple(t.shape)) for t in ctx.inputs)
-        self._emit(f"{self._n:3d}. {ctx.fn.__name__}({shapes}) <- grad {tuple(g.shape)} norm {self._norm(g)}")
-        for i, (inp, ig) in enumerate(zip(ctx.inputs, input_grads)):
-            if ig is not None and inp.requires_grad:
-                what = "leaf" if inp._ctx is None else f"from {inp._ctx.fn.__name__}"
-                self._emit(f"       input {i} {tuple(inp.shape)} ({what}): local grad norm {self._norm(ctx.xp.asarray(ig))}")
-
-    def leaf(self, leaf: "Tensor", g: Any) -> None:
-        self._emit(f"       leaf {tuple(leaf.shape)}: .grad += grad of norm {self._norm(g)}")
-
-    def __enter__(self) -> "trace":
-        global _tracer
-        self._prev, _tracer = _tracer, self
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        global _tracer
-        _tracer = self._prev
 
 
 def is_grad_enabled() -> bool:

@@ -2,8 +2,8 @@
 
 Parameter names and shapes are the tutorial's PyTorch ones (tok_embed.weight, pos_embed,
 blocks.N.attn.in_proj_weight, blocks.N.ff.0.weight, ...), so a state_dict moves between the
-two unchanged. Attention uses nn.MultiheadAttention's parameters through one packed op
-(minigrad.nn.functional.packed_self_attention); generation adds a key/value cache.
+two unchanged. CausalSelfAttention reads as nanoGPT's, with nn.MultiheadAttention's parameters;
+generation passes a KVCache per layer.
 """
 from __future__ import annotations
 
@@ -16,14 +16,91 @@ from minigrad.nn import functional as F
 from tinygpt.config import GPTConfig
 
 
+class KVCache:
+    """The keys and values one attention layer has computed so far, for generation.
+
+    Generating token t+1 needs attention over the keys and values of positions 0..t, and those of
+    0..t-1 are exactly what the previous step computed: keep them instead of recomputing the whole
+    context every token. Under no_grad (generation) two buffers of the model's whole context,
+    (B, nh, block_size, hs), are allocated on first use; each forward copies the new positions'
+    keys and values in after the ones held (no concatenation) and attends over views of the
+    filled part. With gradients on, the keys and values are concatenated instead.
+    `len(cache)` is the number of positions held. Made by TinyGPT.new_caches(), one per layer;
+    a cache belongs to one batch of sequences.
+    """
+
+    def __init__(self, max_len: int) -> None:
+        self.max_len = max_len
+        self.k: mg.Tensor | None = None  # (B, nh, max_len, hs): positions 0..len(self)-1 filled
+        self.v: mg.Tensor | None = None
+        self.length = 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def update(self, k: mg.Tensor, v: mg.Tensor) -> tuple[mg.Tensor, mg.Tensor]:
+        """Append this step's keys and values (B, nh, T, hs); return all of them, (B, nh, T_past + T, hs)."""
+        B, nh, T, hs = k.shape
+        start, end = self.length, self.length + T
+        if end > self.max_len:
+            raise ValueError(f"KVCache: {end} positions exceed the context of {self.max_len}")
+        if mg.is_grad_enabled():  # backward through the cache: concatenate (writes into a buffer that an
+            # earlier step's attention saved would make its gradient wrong, and backward refuse)
+            if self.k is not None:
+                k, v = mg.cat([self.k, k], dim=2), mg.cat([self.v, v], dim=2)
+            self.k, self.v, self.length = k, v, end
+            return k, v
+        if self.k is None:
+            self.k = mg.zeros(B, nh, self.max_len, hs, dtype=k.dtype, device=k.device)
+            self.v = mg.zeros(B, nh, self.max_len, hs, dtype=v.dtype, device=v.device)
+        self.k[:, :, start:end].copy_(k)
+        self.v[:, :, start:end].copy_(v)
+        self.length = end
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention, as nanoGPT's CausalSelfAttention.
+
+    The parameters are torch.nn.MultiheadAttention's (in_proj_weight (3C, C), in_proj_bias (3C,) and
+    out_proj), so a state_dict moves to and from the tutorial's PyTorch model unchanged.
+    """
+
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        assert cfg.n_embd % cfg.n_heads == 0, "n_embd must be divisible by n_heads"
+        c = cfg.n_embd
+        self.n_heads, self.dropout = cfg.n_heads, cfg.dropout
+        self.in_proj_weight = nn.Parameter(mg.zeros(3 * c, c))  # q, k, v projections of all heads, stacked
+        self.in_proj_bias = nn.Parameter(mg.zeros(3 * c)) if cfg.bias else None
+        self.out_proj = nn.Linear(c, c, bias=cfg.bias)
+        nn.init.xavier_uniform_(self.in_proj_weight)  # PyTorch's MultiheadAttention init
+        if cfg.bias:
+            nn.init.zeros_(self.out_proj.bias)
+
+    def forward(self, x: mg.Tensor, cache: KVCache | None = None) -> mg.Tensor:
+        B, T, C = x.shape  # batch size, sequence length, embedding size (n_embd)
+        nh, hs = self.n_heads, C // self.n_heads  # number of heads, head size
+        # queries, keys and values of all heads in one matmul; then each head gets its own hs channels
+        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)  # (B, T, 3C) = (B, T, [q|k|v])
+        qkv = qkv.reshape(B, T, 3, nh, hs).permute(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # each (B, nh, T, hs)
+        if cache is not None:  # generation: the keys and values of earlier positions come from the cache
+            k, v = cache.update(k, v)  # (B, nh, T_past + T, hs)
+        # causal attention, softmax(q k^T / sqrt(hs) + mask) v: the T queries are the last T of the keys'
+        # positions, and query i sees keys 0..T_past + i (without a cache T_past = 0: the usual causal mask)
+        y = F.cached_causal_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)  # (B, nh, T, hs)
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C): the heads' outputs side by side
+        return self.out_proj(y)  # (B, T, C)
+
+
 class Block(nn.Module):
     """Causal self-attention and an MLP, each with a residual connection and a LayerNorm."""
 
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.attn = nn.MultiheadAttention(cfg.n_embd, cfg.n_heads, dropout=cfg.dropout, bias=cfg.bias,
-                                          batch_first=True)
+        self.attn = CausalSelfAttention(cfg)
         self.ln1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.ff = nn.Sequential(nn.Linear(cfg.n_embd, cfg.ffn_mult * cfg.n_embd, bias=cfg.bias),
                                 nn.GELU(approximate=cfg.gelu),
@@ -31,49 +108,11 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def self_attention(self, x: mg.Tensor, cache: dict | None = None) -> mg.Tensor:
-        """Causal multi-head attention with the MHA module's weights; `cache` holds past keys/values."""
-        a = self.attn
-        qkv = F.linear(x, a.in_proj_weight, a.in_proj_bias)  # (B, T, 3C)
-        if cache is None:
-            y = F.packed_self_attention(qkv, a.num_heads, is_causal=True,
-                                        dropout_p=a.dropout if self.training else 0.0)
-        elif not mg.is_grad_enabled() and "k" not in cache:
-            y = self._cached_attention(qkv, cache)
-        else:
-            b, t, c3 = qkv.shape
-            c, h = c3 // 3, a.num_heads
-            q, k, v = (part.reshape(b, t, h, c // h).transpose(1, 2) for part in qkv.split(c, dim=-1))
-            if "k" in cache:
-                k, v = mg.cat([cache["k"], k], dim=2), mg.cat([cache["v"], v], dim=2)
-            cache["k"], cache["v"] = k, v
-            # the new queries are the last t of the cached positions: the causal mask aligns at the bottom right
-            y = F.cached_causal_attention(q, k, v).transpose(1, 2).reshape(b, t, c)
-        return a.out_proj(y)
-
-    def _cached_attention(self, qkv: mg.Tensor, cache: dict) -> mg.Tensor:
-        """Decoding without a graph: new keys/values are written into one preallocated (2, B, H, context, D)
-        array (no concatenation per token), and attention reads views of it."""
-        b, t, c3 = qkv.shape
-        h = self.attn.num_heads
-        d = c3 // 3 // h
-        xp, dev = qkv.device.xp, qkv.device
-        heads = qkv.data.reshape(b, t, 3, h, d).transpose(2, 0, 3, 1, 4)  # (3, B, H, T, D) view
-        kv, n = cache.get("kv"), cache.get("len", 0)
-        if kv is None or kv.shape[1] != b:
-            kv = cache["kv"] = xp.empty((2, b, h, self.cfg.block_size, d), dtype=qkv.dtype)
-            n = 0
-        kv[:, :, :, n:n + t] = heads[1:]
-        cache["len"] = n = n + t
-        q, k, v = (mg.Tensor(z, device=dev, _copy=False) for z in (heads[0], kv[0, :, :, :n], kv[1, :, :, :n]))
-        y = F.cached_causal_attention(q, k, v).data  # (B, H, T, D); query i sees keys up to n - t + i
-        return mg.Tensor(y.transpose(0, 2, 1, 3).reshape(b, t, c3 // 3), device=dev, _copy=False)
-
-    def forward(self, x: mg.Tensor, cache: dict | None = None) -> mg.Tensor:
+    def forward(self, x: mg.Tensor, cache: KVCache | None = None) -> mg.Tensor:
         if self.cfg.norm == "post":  # the tutorial: x = LN(x + f(x))
-            x = self.ln1(x + self.drop(self.self_attention(x, cache)))
+            x = self.ln1(x + self.drop(self.attn(x, cache)))
             return self.ln2(x + self.drop(self.ff(x)))
-        x = x + self.drop(self.self_attention(self.ln1(x), cache))  # GPT-2: x = x + f(LN(x))
+        x = x + self.drop(self.attn(self.ln1(x), cache))  # GPT-2: x = x + f(LN(x))
         return x + self.drop(self.ff(self.ln2(x)))
 
 
@@ -135,9 +174,9 @@ class TinyGPT(nn.Module):
         from tinygpt.export import load_pretrained
         return load_pretrained(folder, device)
 
-    def new_caches(self) -> list:
-        """Empty per-layer key/value caches for incremental decoding."""
-        return [{} for _ in self.blocks]
+    def new_caches(self) -> list[KVCache]:
+        """Empty key/value caches, one per layer, for generating one sequence token by token."""
+        return [KVCache(self.cfg.block_size) for _ in self.blocks]
 
     def param_groups(self, weight_decay: float) -> list:
         """AdamW groups: decay 2-D weights (matmuls, embeddings); not biases, LayerNorms or pos_embed."""

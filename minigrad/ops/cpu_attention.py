@@ -109,8 +109,9 @@ def attention_forward(ctx: Any, q: Any, k: Any, v: Any, is_causal: bool, attn_ma
     tq, tk = q.shape[-2], k.shape[-2]
     ctx.tiles = _tiles(tq, tk, is_causal and attn_mask is None, causal_offset)
     p = xp.empty((*lead, tq, tk), dtype=q.dtype)  # only the tiles' key ranges are ever written or read
-    if out is None:
-        out = xp.empty((*lead, tq, v.shape[-1]), dtype=q.dtype)
+    if out is None:  # laid out in memory as q is (heads split from (B, T, C): then (B, T, H, D), and merging
+        # the heads back with y.transpose(1, 2).reshape(B, T, C) is a view, not a copy)
+        out = xp.empty_like(q) if ctx.blocked and v.shape == q.shape else xp.empty((*lead, tq, v.shape[-1]), q.dtype)
     bias = causal_bias(xp, tq, tk, q.dtype, causal_offset) if is_causal else None
     mask = attn_mask
     masked = bias is not None or mask is not None
@@ -164,13 +165,14 @@ def attention_backward(ctx: Any, g: Any, need_q: bool, need_k: bool, need_v: boo
     # is copied into dmask, and is then scaled: one more pass over the tile, only then)
     q, k, v, p, out, keep, scale = ctx.q, ctx.k, ctx.v, ctx.p, ctx.out, ctx.keep, ctx.scale
     lead, tk = p.shape[:-2], p.shape[-1]
-    # broadcast inputs get gradients of the broadcast shape; the engine sums them back
+    # each gradient laid out in memory as its input (as the output in forward); broadcast inputs get
+    # gradients of the broadcast shape, which the engine sums back
     if need_q and dq is None:
-        dq = xp.empty((*lead, q.shape[-2], q.shape[-1]) if not ctx.blocked else q.shape, dtype=g.dtype)
+        dq = xp.empty_like(q, g.dtype) if ctx.blocked else xp.empty((*lead, *q.shape[-2:]), g.dtype)
     if need_k and dk is None:
-        dk = xp.empty((*lead, k.shape[-2], k.shape[-1]) if not ctx.blocked else k.shape, dtype=g.dtype)
+        dk = xp.empty_like(k, g.dtype) if ctx.blocked else xp.empty((*lead, *k.shape[-2:]), g.dtype)
     if need_v and dv is None:
-        dv = xp.empty((*lead, v.shape[-2], v.shape[-1]) if not ctx.blocked else v.shape, dtype=g.dtype)
+        dv = xp.empty_like(v, g.dtype) if ctx.blocked else xp.empty((*lead, *v.shape[-2:]), g.dtype)
     dmask = None
     if need_mask:  # keys a causal tile skips keep a zero gradient
         dmask = (xp.zeros if len(ctx.tiles) > 1 else xp.empty)(p.shape, dtype=g.dtype)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from minigrad import backend
-from minigrad.autograd import Context, Function
+from minigrad.autograd import Context, Function, SliceGrad
 
 
 class Reshape(Function):
@@ -57,12 +57,11 @@ class GetItem(Function):
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> Any:
-        # scatter g back into zeros; repeated integer indices accumulate
+        # g goes back where the slice came from, zeros elsewhere; repeated integer indices accumulate
+        if not ctx.advanced:
+            return SliceGrad(ctx.shape, ctx.dtype, ctx.index, g, ctx.xp)  # the engine writes it into one buffer
         dx = ctx.xp.zeros(ctx.shape, dtype=ctx.dtype)
-        if ctx.advanced:
-            backend.scatter_add(dx, ctx.index, g)
-        else:
-            dx[ctx.index] = g
+        backend.scatter_add(dx, ctx.index, g)
         return dx
 
 

@@ -8,7 +8,7 @@ import pytest
 
 import minigrad as mg
 from minigrad.nn import init
-from minigrad.nn.layers import (GELU, Dropout, Embedding, LayerNorm, Linear, ModuleDict, ModuleList, MultiheadAttention,
+from minigrad.nn import (GELU, Dropout, Embedding, LayerNorm, Linear, ModuleDict, ModuleList, MultiheadAttention,
                                  ReLU, Sequential, Tanh)
 from minigrad.nn.module import Module, Parameter
 

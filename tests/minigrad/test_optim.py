@@ -9,7 +9,7 @@ import pytest
 
 import minigrad as mg
 from minigrad.nn import functional as F
-from minigrad.nn.layers import Linear, Sequential, Tanh
+from minigrad.nn import Linear, Sequential, Tanh
 from minigrad.nn.module import Module
 from minigrad.optim import (SGD, AdamW, CosineWithWarmup, LambdaLR, clip_grad_norm_, clip_grad_value_, constant,
                             cosine_with_warmup)
@@ -386,7 +386,7 @@ def test_mlp_learns_xor_with_sgd_momentum():
 def test_layers_and_optimizers_run_on_the_strict_cupy_stand_in_without_host_syncs():
     """Same numbers as on the CPU, device arrays throughout, and no host sync in forward/backward/clip/step."""
     pytest.importorskip("cupy", reason="the stand-in takes its name lists from the installed cupy")
-    from minigrad.nn.layers import LayerNorm, MultiheadAttention
+    from minigrad.nn import LayerNorm, MultiheadAttention
     from tests.strict_cupy import StrictArray, Syncs, make_device
     dev = make_device()
 

@@ -8,7 +8,7 @@ import pytest
 
 import minigrad as mg
 from minigrad import serialization
-from minigrad.nn.layers import Embedding, LayerNorm, Linear
+from minigrad.nn import Embedding, LayerNorm, Linear
 from minigrad.nn.module import Module
 from minigrad.serialization import load, load_metadata, save
 

@@ -117,6 +117,36 @@ def test_kv_cache_gives_the_same_logits(norm, grad):
     np.testing.assert_allclose(np.concatenate(parts, axis=1), full, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("norm", ["post", "pre"])
+def test_gradients_through_the_kv_cache_equal_the_full_forwards(norm):
+    """Backward through a cache (concatenated while grad is on) gives the full sequence's gradients."""
+    model = TinyGPT(small_cfg(norm=norm)).to("float64")
+    model.eval()
+    ids = np.random.default_rng(1).integers(0, 50, (2, 7))
+    full = model(ids)
+    (full * full).sum().backward()
+    want = {n: p.grad.numpy().copy() for n, p in model.named_parameters()}
+    model.zero_grad()
+    caches = model.new_caches()
+    parts = [model(ids[:, :3], caches=caches, start_pos=0)]
+    parts += [model(ids[:, t:t + 1], caches=caches, start_pos=t) for t in range(3, 7)]
+    assert [len(c) for c in caches] == [7, 7]
+    sum((p * p).sum() for p in parts).backward()
+    for n, p in model.named_parameters():
+        np.testing.assert_allclose(p.grad.numpy(), want[n], rtol=1e-9, atol=1e-11, err_msg=n)
+
+
+def test_kv_cache_refuses_more_positions_than_the_context():
+    model = TinyGPT(small_cfg())
+    caches = model.new_caches()
+    with mg.no_grad():
+        model(np.zeros((1, 16), dtype=np.int64), caches=caches)
+        with pytest.raises(ValueError, match="exceeds the model's context of 16"):
+            model(np.zeros((1, 1), dtype=np.int64), caches=caches, start_pos=16)
+        with pytest.raises(ValueError, match="KVCache: 17 positions exceed the context of 16"):
+            caches[0].update(*(mg.zeros(1, 3, 1, 8),) * 2)
+
+
 def test_context_overflow_is_a_clear_error():
     model = TinyGPT(small_cfg())
     with pytest.raises(ValueError, match="exceeds the model's context of 16"):
