@@ -22,7 +22,7 @@ import numpy as np
 
 from minigrad import backend
 from minigrad.backend import Device
-from minigrad.dtypes import DTYPES, get_default_dtype, result_type
+from minigrad.dtypes import DTYPES, get_default_dtype, kind, result_type
 
 # The Tensor class, handed over by tensor.py (see the module docstring); None until minigrad.tensor is imported.
 Tensor: Any = None
@@ -38,7 +38,7 @@ def to_array(data: Any, dev: Device, dtype: Any) -> Any:
         arr = np.asarray(data if python_value or isinstance(data, np.generic) else backend.to_numpy(data))
     else:
         arr = dev.xp.asarray(data)
-    if dtype is None and python_value and arr.dtype.kind == "f":
+    if dtype is None and python_value and kind(arr.dtype) == "f":
         dtype = get_default_dtype()
     return arr if dtype is None else arr.astype(dtype, copy=False)
 
@@ -72,9 +72,9 @@ def promote(name: str, *operands: Any) -> list:
         elif isinstance(o, (list, tuple)) or (hasattr(o, "__array__") and not isinstance(o, np.generic)) or \
                 hasattr(o, "__cuda_array_interface__"):
             o = to_array(o, dev, None)
-            if o.dtype.kind not in _WEAK:
+            if kind(o.dtype) not in _WEAK:
                 raise TypeError(f"{name}: unsupported operand dtype {o.dtype}")
-            typing.append(_WEAK[o.dtype.kind])
+            typing.append(_WEAK[kind(o.dtype)])
         elif isinstance(o, complex) or not isinstance(o, numbers.Number):
             raise TypeError(f"{name}: unsupported operand of type {type(o).__name__}")
         else:

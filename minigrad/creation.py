@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 from minigrad import backend
 from minigrad.arguments import check_memory_format, promote, shape_arg, to_array, wrap_dim
-from minigrad.dtypes import as_dtype, get_default_dtype, int64, promote_types
+from minigrad.dtypes import as_dtype, get_default_dtype, int64, kind, promote_types
 from minigrad.ops import elementwise
 from minigrad.ops import shape as shape_ops
 from minigrad.tensor import Tensor
@@ -128,9 +128,9 @@ def arange(start: float, end: float | None = None, step: float = 1, dtype: Any =
     if dtype is None:
         dtype = "int64" if all_int else get_default_dtype()
     dt = as_dtype(dtype)
-    if dt.kind == "b":
+    if kind(dt) == "b":
         raise RuntimeError("arange: not implemented for dtype bool (as torch)")
-    if dt.kind in "iu" and not (all_int and dt == int64):
+    if kind(dt) in "iu" and not (all_int and dt == int64):
         arr = _int_arange(dev.xp, start, end, step, dt)
     else:
         arr = dev.xp.arange(start, end, step, dtype=dt)

@@ -11,6 +11,12 @@ from typing import Any
 
 import numpy as np
 
+try:  # numpy has no bfloat16: ml_dtypes (the optional extra `bfloat16`) adds one that cupy >= 14 takes too
+    import ml_dtypes
+    bfloat16: Any = np.dtype(ml_dtypes.bfloat16)
+except ImportError:  # pragma: no cover - depends on the environment
+    bfloat16 = None
+
 float16 = np.dtype("float16")
 float32 = np.dtype("float32")
 float64 = np.dtype("float64")
@@ -23,12 +29,24 @@ DTYPES = {"float32": float32, "float64": float64, "float": float32, "double": fl
           "float16": np.dtype("float16"), "half": np.dtype("float16"), "uint8": np.dtype("uint8"),
           "uint16": np.dtype("uint16"), "int8": np.dtype("int8"), "int16": np.dtype("int16"),
           "short": np.dtype("int16")}
+if bfloat16 is not None:
+    DTYPES["bfloat16"] = bfloat16
+LOW_PRECISION = tuple(d for d in (float16, bfloat16) if d is not None)  # the dtypes autocast computes in
 _default_dtype = float32
+
+
+def kind(dtype: Any) -> str:
+    """numpy's dtype.kind ("f" float, "i" int, "u" unsigned, "b" bool, "c" complex), and "f" for bfloat16
+    too (ml_dtypes registers it as "V", a void type, for numpy)."""
+    return "f" if dtype == bfloat16 and bfloat16 is not None else dtype.kind
 
 
 def as_dtype(dtype: Any) -> np.dtype:
     """Normalise a dtype given as a name, numpy type or np.dtype."""
     if isinstance(dtype, str):
+        if dtype == "bfloat16" and bfloat16 is None:
+            raise TypeError("dtype 'bfloat16' needs the ml-dtypes package: pip install ml-dtypes "
+                            "(the project's optional extra: pip install -e '.[bfloat16]')")
         if dtype not in DTYPES:
             raise TypeError(f"unknown dtype {dtype!r}; expected one of {sorted(DTYPES)}")
         return DTYPES[dtype]
@@ -39,7 +57,7 @@ def set_default_dtype(dtype: Any) -> None:
     """Set the float dtype that new float tensors get (float32 unless changed)."""
     global _default_dtype
     dtype = as_dtype(dtype)
-    if dtype.kind != "f":
+    if kind(dtype) != "f":
         raise TypeError(f"default dtype must be floating point, got {dtype}")
     _default_dtype = dtype
 
@@ -59,7 +77,7 @@ def promote_types(type1: Any, type2: Any) -> np.dtype:
     a, b = as_dtype(type1), as_dtype(type2)
     if a == b:
         return a
-    ca, cb = _CATEGORY[a.kind], _CATEGORY[b.kind]
+    ca, cb = _CATEGORY[kind(a)], _CATEGORY[kind(b)]
     if ca != cb:
         return a if ca > cb else b
     return np.promote_types(a, b)
@@ -73,9 +91,9 @@ def _combine_categories(higher: Any, lower: Any) -> Any:
     """c10's combine_categories: a lower-priority group of operands only counts when its category is higher."""
     if higher is None:
         return lower
-    if lower is None or higher.kind in "fc":
+    if lower is None or kind(higher) in "fc":
         return higher
-    if higher.kind == "b" or lower.kind in "fc":
+    if kind(higher) == "b" or kind(lower) in "fc":
         return promote_types(higher, lower)
     return higher
 

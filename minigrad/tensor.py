@@ -27,8 +27,8 @@ import numpy as np
 from minigrad import arguments, autograd, backend, tensor_inplace, tensor_math, tensor_reduce, tensor_shape
 from minigrad.arguments import check_memory_format, is_operand, promote, to_array, to_arguments
 from minigrad.backend import Device
-from minigrad.dtypes import (as_dtype, bool_, float16, float32, float64, get_default_dtype, int32, int64,  # noqa: F401
-                             promote_types, result_type, set_default_dtype)
+from minigrad.dtypes import (as_dtype, bfloat16, bool_, float16, float32, float64, get_default_dtype, int32,  # noqa: F401
+                             int64, kind, promote_types, result_type, set_default_dtype)
 from minigrad.ops import elementwise
 from minigrad.tensor_inplace import TensorInPlace
 from minigrad.tensor_math import TensorMath
@@ -113,7 +113,7 @@ class Tensor(TensorMath, TensorReductions, TensorShape, TensorInPlace):
         extras = []
         if self.device.type != "cpu":
             extras.append(f"device='{self.device}'")
-        if self.dtype != get_default_dtype() and self.dtype.kind == "f":
+        if self.dtype != get_default_dtype() and kind(self.dtype) == "f":
             extras.append(f"dtype={self.dtype}")
         if self._ctx is not None:
             extras.append(f"grad_fn=<{self._ctx.fn.__name__}>")
@@ -166,7 +166,7 @@ class Tensor(TensorMath, TensorReductions, TensorShape, TensorInPlace):
             self.retains_grad = True
 
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
-        if requires_grad and self.dtype.kind not in "fc":
+        if requires_grad and kind(self.dtype) not in "fc":
             raise RuntimeError(f"only tensors of floating point dtype can require gradients, got {self.dtype}")
         if not requires_grad and self._ctx is not None:
             raise RuntimeError("requires_grad_(False) on a non-leaf tensor: use detach()")
@@ -199,7 +199,7 @@ class Tensor(TensorMath, TensorReductions, TensorShape, TensorInPlace):
         dtype = as_dtype(dtype)
         if dtype == self.dtype:
             return self
-        if self.requires_grad and dtype.kind == "f":
+        if self.requires_grad and kind(dtype) == "f":
             return elementwise.Cast.apply(self, dtype=dtype)
         return Tensor(self.data.astype(dtype), device=self.device, _copy=False)
 
@@ -246,7 +246,7 @@ class Tensor(TensorMath, TensorReductions, TensorShape, TensorInPlace):
 
     def _as_float(self) -> "Tensor":
         """self, or for an integer/bool tensor a copy in the default float dtype (float-only ops, as torch)."""
-        if self.data.dtype.kind == "f":
+        if kind(self.data.dtype) == "f":
             return self
         return Tensor(self.data.astype(get_default_dtype()), device=self.device, _copy=False)
 
@@ -260,10 +260,10 @@ class Tensor(TensorMath, TensorReductions, TensorShape, TensorInPlace):
                 return fn.apply(other, self) if reverse else fn.apply(self, other)
         elif t is float or t is int:
             dt = self.data.dtype
-            if dt.kind == "f":  # the number takes the tensor's dtype
+            if kind(dt) == "f":  # the number takes the tensor's dtype
                 o = Tensor(self.device.xp.array(other, dtype=dt), device=self.device, _copy=False)
                 return fn.apply(o, self) if reverse else fn.apply(self, o)
-            if t is int and dt.kind in "iu":  # (wrapping out-of-range ints, as torch)
+            if t is int and kind(dt) in "iu":  # (wrapping out-of-range ints, as torch)
                 o = Tensor(to_array(other, self.device, dt), device=self.device, _copy=False)
                 return fn.apply(o, self) if reverse else fn.apply(self, o)
         elif not is_operand(other):  # a str, None, ...: Python then raises its own "unsupported operand" TypeError

@@ -16,6 +16,7 @@ from typing import Any
 from minigrad import autograd
 from minigrad.arguments import is_operand, to_array
 from minigrad.ops import elementwise
+from minigrad.dtypes import kind
 
 # The Tensor class, handed over by tensor.py (see the module docstring); None until minigrad.tensor is imported.
 Tensor: Any = None
@@ -51,8 +52,8 @@ class TensorInPlace:
     def copy_(self, src: Any) -> "Tensor":
         if not isinstance(src, Tensor):
             src = Tensor(to_array(src, self.device, self.dtype), device=self.device, _copy=False)
-        return _inplace_apply(self, lambda x: elementwise.CopyInto.apply(x, src.type(x.dtype) if src.dtype.kind == "f"
-                                                               and x.dtype.kind == "f" else src), "copy_", src)
+        return _inplace_apply(self, lambda x: elementwise.CopyInto.apply(x, src.type(x.dtype) if kind(src.dtype) == "f"
+                                                               and kind(x.dtype) == "f" else src), "copy_", src)
 
     def clip_(self, min: Any = None, max: Any = None) -> "Tensor":
         return _inplace_apply(self, lambda x: x.clip(min, max), "clip_", min, max)
@@ -80,7 +81,7 @@ def _inplace(t: "Tensor", o: Any, name: str) -> "Tensor":
         other = o.data if isinstance(o, Tensor) else o
         if isinstance(o, Tensor) and o.device is not t.device:
             raise RuntimeError(f"{name}: expected both tensors on one device, got {t.device} and {o.device}")
-        if t.dtype.kind in "iub" and (getattr(other, "dtype", None) is not None and other.dtype.kind == "f"
+        if kind(t.dtype) in "iub" and (getattr(other, "dtype", None) is not None and kind(other.dtype) == "f"
                                       or isinstance(other, float) or (name == "truediv")):
             raise RuntimeError(f"result type float can't be cast to the desired output type {t.dtype} "
                                f"(in-place {name} on an integer tensor)")
@@ -123,7 +124,7 @@ def _inplace_apply(t: "Tensor", compute: Any, name: str, *others: Any) -> "Tenso
 def _write_into(t: "Tensor", new: "Tensor", name: str) -> "Tensor":
     """Copy new into t's memory (cast to t's dtype, recorded when new is in the graph); returns what was
     written, whose node t takes over."""
-    if new.dtype != t.dtype and new.dtype.kind == "f" and t.dtype.kind in "iub":
+    if new.dtype != t.dtype and kind(new.dtype) == "f" and kind(t.dtype) in "iub":
         raise RuntimeError(f"result type {new.dtype} can't be cast to the desired output type {t.dtype} "
                            f"(in-place {name})")
     if new.shape != t.shape:

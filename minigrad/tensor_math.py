@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from minigrad.arguments import is_operand, promote, to_array
-from minigrad.dtypes import get_default_dtype, result_type
+from minigrad.dtypes import get_default_dtype, kind, result_type
 from minigrad.ops import elementwise, fused, linalg
 
 # The Tensor class, handed over by tensor.py (see the module docstring); None until minigrad.tensor is imported.
@@ -38,7 +38,7 @@ class TensorMath:
         return self._binary(o, elementwise.Add, "add", reverse=True)
 
     def __sub__(self, o: Any, *, alpha: Any = 1) -> "Tensor":
-        if self.data.dtype.kind == "b" or _is_bool(o):
+        if kind(self.data.dtype) == "b" or _is_bool(o):
             _refuse_bool_sub()
         if alpha != 1 or type(alpha) is not int:
             return self._with_alpha(o, alpha, elementwise.Sub, "sub", False)
@@ -46,7 +46,7 @@ class TensorMath:
 
     def __rsub__(self, o: Any, *, alpha: Any = 1) -> "Tensor":
         """o - self, or with alpha torch.rsub(self, o, alpha) = o - alpha * self."""
-        if self.data.dtype.kind == "b" or _is_bool(o):
+        if kind(self.data.dtype) == "b" or _is_bool(o):
             _refuse_bool_sub()
         if alpha != 1 or type(alpha) is not int:
             return self._with_alpha(o, alpha, elementwise.Sub, "rsub", True)
@@ -59,9 +59,9 @@ class TensorMath:
         if isinstance(alpha, Tensor) or not isinstance(alpha, numbers.Number) or isinstance(alpha, complex):
             raise TypeError(f"{name}(): alpha must be a Python number, got {type(alpha).__name__}")
         x, y = promote(name, self, o)
-        if x.data.dtype.kind in "iub" and not isinstance(alpha, numbers.Integral):
+        if kind(x.data.dtype) in "iub" and not isinstance(alpha, numbers.Integral):
             raise RuntimeError("For integral input tensors, argument alpha must not be a floating point number.")
-        if x.data.dtype.kind == "b" and not isinstance(alpha, (bool, np.bool_)):
+        if kind(x.data.dtype) == "b" and not isinstance(alpha, (bool, np.bool_)):
             raise RuntimeError("Boolean alpha only supported for Boolean results.")
         if reverse:
             return fn.apply(y, x * alpha)
@@ -122,12 +122,12 @@ class TensorMath:
     def __truediv__(self, o: Any, *, rounding_mode: str | None = None) -> "Tensor":
         if rounding_mode is not None:  # torch's Tensor.__truediv__ is Tensor.div
             return self.div(o, rounding_mode=rounding_mode)
-        if self.data.dtype.kind == "f":  # the result is float whatever o is
+        if kind(self.data.dtype) == "f":  # the result is float whatever o is
             return self._binary(o, elementwise.Div, "div")
         return self._true_divide(o, False)
 
     def __rtruediv__(self, o: Any) -> "Tensor":
-        if self.data.dtype.kind == "f":
+        if kind(self.data.dtype) == "f":
             return self._binary(o, elementwise.Div, "div", reverse=True)
         return self._true_divide(o, True)
 
@@ -137,7 +137,7 @@ class TensorMath:
         if not is_operand(o):
             return NotImplemented
         x, y = promote("div", self, o)
-        if x.data.dtype.kind != "f":
+        if kind(x.data.dtype) != "f":
             x, y = x.type(get_default_dtype()), y.type(get_default_dtype())
         return elementwise.Div.apply(y, x) if reverse else elementwise.Div.apply(x, y)
 
@@ -146,7 +146,7 @@ class TensorMath:
             if isinstance(o, np.generic):  # a numpy scalar is a Python number here (it must not upcast)
                 o = o.item()
             x = self
-            if x.data.dtype.kind != "f":
+            if kind(x.data.dtype) != "f":
                 if not isinstance(o, numbers.Integral):  # int tensor ** 0.5: the default float dtype, as torch
                     x = x._as_float()
                 elif o < 0:
@@ -277,7 +277,7 @@ def _operator_result(out: Any, name: str, other: Any) -> "Tensor":
 
 
 def _is_bool(o: Any) -> bool:
-    return o is True or o is False or (type(o) is Tensor and o.data.dtype.kind == "b")
+    return o is True or o is False or (type(o) is Tensor and kind(o.data.dtype) == "b")
 
 
 def _refuse_bool_sub() -> None:

@@ -15,6 +15,7 @@ import numpy as np
 
 from minigrad.arguments import check_nonempty, dim_or_axis, numpy_axis, wrap_dim
 from minigrad.ops import reduce
+from minigrad.dtypes import kind
 
 # The Tensor class, handed over by tensor.py (see the module docstring); None until minigrad.tensor is imported.
 Tensor: Any = None
@@ -36,7 +37,7 @@ class TensorReductions:
 
     def mean(self, dim: Any = None, keepdim: bool = False, *, dtype: Any = None, axis: Any = None) -> "Tensor":
         x = self if dtype is None else self.type(dtype)
-        if x.data.dtype.kind != "f":
+        if kind(x.data.dtype) != "f":
             raise RuntimeError(f"mean(): could not infer output dtype. Input dtype must be either a floating point "
                                f"or complex dtype. Got: {x.dtype} (cast with .float() or pass dtype=)")
         return reduce.Mean.apply(x, axis=numpy_axis(dim_or_axis(dim, axis), x.ndim), keepdims=keepdim)
@@ -63,7 +64,7 @@ class TensorReductions:
             correction = 1 if unbiased else 0
         elif correction is None:  # torch: None means the default, 1
             correction = 1
-        if self.data.dtype.kind != "f":
+        if kind(self.data.dtype) != "f":
             raise RuntimeError(f"std and var only support floating point and complex dtypes (got {self.dtype})")
         return fn.apply(self, axis=numpy_axis(dim_or_axis(dim, axis), self.ndim), correction=correction,
                         keepdims=keepdim)

@@ -15,6 +15,7 @@ import numpy as np
 
 from minigrad.arguments import check_memory_format, index_arg, numpy_axis, shape_arg, to_array, wrap_dim
 from minigrad.ops import shape as shape_ops
+from minigrad.dtypes import kind
 
 # The Tensor class, handed over by tensor.py (see the module docstring); None until minigrad.tensor is imported.
 Tensor: Any = None
@@ -99,7 +100,7 @@ class TensorShape:
         """out[i][j] = self[i][index[i][j]] along dim (torch.gather / take_along_dim)."""
         idx = index.data if isinstance(index, Tensor) else to_array(index, self.device, None)
         d = wrap_dim(dim, self.ndim)
-        if idx.dtype.kind not in "iu":
+        if kind(idx.dtype) not in "iu":
             raise TypeError(f"gather(): expected an integer index, got {idx.dtype}")
         if self.ndim == 0:  # torch: a 0-d input acts as shape (1,); the index is 0-d or 1-D
             if idx.ndim > 1:

@@ -75,6 +75,7 @@ SKIP_GROUPS = [
     ("python", lambda r: "Python <" in r, "need Python >= 3.11"),
     ("dist", lambda r: "[dist]" in r or "mpi4py" in r or "mpiexec" in r, 'data parallel: pip install -e ".[dist]"'),
     ("dev", lambda r: '".[dev]"' in r, 'notebooks: pip install -e ".[dev]"'),
+    ("bfloat16", lambda r: "ml_dtypes" in r or "ml-dtypes" in r, 'bfloat16 on the CPU: pip install -e ".[bfloat16]"'),
 ]
 
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 import warnings
 from typing import Any, Sequence
 
+from minigrad import amp
 from minigrad.arguments import to_array
 from minigrad.autograd import is_grad_enabled
-from minigrad.dtypes import as_dtype
+from minigrad.dtypes import as_dtype, kind
 from minigrad.ops import attention, fused
 from minigrad.tensor import Tensor
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """y = x W^T + b with W of shape (out, in), as torch.nn.functional.linear."""
+    x, weight, bias = amp.to_low(x, weight, bias)  # under autocast: in float16/bfloat16
     if bias is None:
         return fused.Linear.apply(x, weight)
     return fused.Linear.apply(x, weight, bias)
@@ -60,27 +62,27 @@ def _cast_for(op: str, x: Tensor, dtype: Any) -> Tensor:
     if dtype is None:
         return x
     dt = as_dtype(dtype)
-    if dt.kind != "f":
+    if kind(dt) != "f":
         raise TypeError(f"{op}: dtype must be a floating point dtype, got {dt}")
     return x.to(dt)
 
 
 def softmax(x: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> Tensor:
     """Softmax along dim (max-subtracted); dtype casts the input first, as torch."""
-    x = _cast_for("softmax", x, dtype)
+    x = amp.to_float32(_cast_for("softmax", x, dtype))  # under autocast: in float32
     return fused.Softmax.apply(x, axis=_softmax_dim("softmax", x, dim))
 
 
 def log_softmax(x: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> Tensor:
     """log(softmax(x)) along dim, computed as x - logsumexp(x); dtype casts the input first, as torch."""
-    x = _cast_for("log_softmax", x, dtype)
+    x = amp.to_float32(_cast_for("log_softmax", x, dtype))  # under autocast: in float32
     return fused.LogSoftmax.apply(x, axis=_softmax_dim("log_softmax", x, dim))
 
 
 def embedding(ids: Any, weight: Tensor) -> Tensor:
     """Rows of weight picked by integer ids (any shape); out has shape ids.shape + (dim,)."""
     idx = ids.data if isinstance(ids, Tensor) else to_array(ids, weight.device, None)
-    if idx.dtype.kind not in "iu":
+    if kind(idx.dtype) not in "iu":
         raise TypeError(f"embedding: ids must be integers, got {idx.dtype}")
     n = weight.shape[0]
     if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= n):
@@ -121,7 +123,7 @@ def _index_targets(op: str, x: Tensor, t: Any) -> Any:
     """Check integer targets against an (N, C, d...) or (C,) input: shape (N, d...) or ()."""
     if x.ndim == 0:
         raise ValueError(f"{op}: input must have a class dimension, got a 0-d input")
-    if t.dtype.kind not in "iu":
+    if kind(t.dtype) not in "iu":
         raise TypeError(f"{op}: targets must be integer class ids, got {t.dtype}")
     want = () if x.ndim == 1 else (x.shape[0], *x.shape[2:])
     if tuple(t.shape) != want:
@@ -146,12 +148,12 @@ def cross_entropy(input: Tensor, target: Any, weight: Any = None, size_average: 
     reduction = _reduction("cross_entropy", size_average, reduce, reduction)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
-    x = input
+    x = amp.to_float32(input)  # under autocast: the loss in float32
     if x.ndim == 0:
         raise ValueError("cross_entropy: input must have a class dimension, got a 0-d input")
     t = target.data if isinstance(target, Tensor) else to_array(target, x.device, None)
     ax = 0 if x.ndim == 1 else 1
-    if t.dtype.kind == "f":  # class probabilities
+    if kind(t.dtype) == "f":  # class probabilities
         if tuple(t.shape) != tuple(x.shape):
             raise ValueError(f"cross_entropy: probability targets must have the input's shape {tuple(x.shape)}, "
                              f"got {tuple(t.shape)}")
@@ -195,6 +197,7 @@ def nll_loss(input: Tensor, target: Any, weight: Any = None, size_average: Any =
     (N, C, d1, ...), integer target (N,), () or (N, d1, ...); weight (C,) class weights ('mean' divides by the
     summed weights of the kept targets), ignore_index skips one id."""
     reduction = _reduction("nll_loss", size_average, reduce, reduction)
+    input = amp.to_float32(input)  # under autocast: the loss in float32
     t = target.data if isinstance(target, Tensor) else to_array(target, input.device, None)
     t = _index_targets("nll_loss", input, t)
     w = _class_weight("nll_loss", weight, input)
@@ -214,6 +217,7 @@ def layer_norm(x: Tensor, normalized_shape: Sequence[int] | int, weight: Tensor 
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     if tuple(x.shape[-len(shape):]) != shape:
         raise ValueError(f"layer_norm: input of shape {x.shape} does not end in normalized_shape {shape}")
+    x = amp.to_float32(x)  # under autocast: statistics in float32
     from minigrad.creation import ones, zeros
     w = weight if weight is not None else ones(*shape, dtype=x.dtype, device=x.device)
     b = bias if bias is not None else zeros(*shape, dtype=x.dtype, device=x.device)
@@ -259,11 +263,11 @@ def _attention_mask(op: str, attn_mask: Any, q: Tensor) -> tuple:
     if attn_mask is None:
         return None, None
     if isinstance(attn_mask, Tensor):
-        if attn_mask.requires_grad and is_grad_enabled() and attn_mask.dtype.kind == "f":
+        if attn_mask.requires_grad and is_grad_enabled() and kind(attn_mask.dtype) == "f":
             return attn_mask, None
         return None, attn_mask.data
     m = to_array(attn_mask, q.device, None)
-    if m.dtype != bool and m.dtype.kind != "f":
+    if m.dtype != bool and kind(m.dtype) != "f":
         raise TypeError(f"{op}: attn_mask must be bool or float, got {m.dtype}")
     return None, m
 
@@ -284,6 +288,7 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
         raise ValueError(f"{op}: pass either attn_mask or is_causal=True, not both (as torch)")
     if not 0.0 <= dropout_p <= 1.0:
         raise ValueError(f"{op}: dropout_p must be in [0, 1], got {dropout_p}")
+    query, key, value = amp.to_low(query, key, value)  # under autocast: in float16/bfloat16
     key, value = _attention_inputs(op, query, key, value, enable_gqa)
     grad_mask, mask = _attention_mask(op, attn_mask, query)
     inputs = (query, key, value) if grad_mask is None else (query, key, value, grad_mask)
@@ -297,6 +302,7 @@ def cached_causal_attention(query: Tensor, key: Tensor, value: Tensor, dropout_p
     keys and values are given, so query i (position Tk - Tq + i) sees keys 0..Tk - Tq + i (the causal mask
     aligned at the bottom right). With Tq == Tk it is scaled_dot_product_attention(is_causal=True)."""
     op = "cached_causal_attention"
+    query, key, value = amp.to_low(query, key, value)  # under autocast: in float16/bfloat16
     key, value = _attention_inputs(op, query, key, value, False)
     tq, tk = query.shape[-2], key.shape[-2]
     if tq > tk:
@@ -310,4 +316,5 @@ def packed_self_attention(qkv: Tensor, n_heads: int, is_causal: bool = True, dro
     if qkv.ndim != 3 or qkv.shape[-1] % (3 * n_heads):
         raise ValueError(f"packed_self_attention: qkv of shape {qkv.shape} is not (B, T, 3*C) with C divisible "
                          f"by n_heads={n_heads}")
+    qkv, = amp.to_low(qkv)  # under autocast: in float16/bfloat16
     return attention.PackedSelfAttention.apply(qkv, n_heads=n_heads, is_causal=is_causal, dropout_p=dropout_p)

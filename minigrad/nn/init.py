@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 from minigrad import backend
+from minigrad import dtypes
 from minigrad.dtypes import float32
 from minigrad.tensor import Tensor
 
@@ -16,7 +17,7 @@ from minigrad.tensor import Tensor
 def _draw(tensor: Tensor, kind: str) -> Any:
     """Uniform [0, 1) or standard normal draws of tensor's shape and dtype on its device."""
     dtype = tensor.dtype
-    if dtype.kind != "f":
+    if dtypes.kind(dtype) != "f":
         raise TypeError(f"init: expected a floating point tensor, got {dtype}")
     # the generators draw float32/float64 only; other floats (float16) are drawn in float32 and cast
     draw_dtype = dtype if dtype.itemsize >= 4 else float32

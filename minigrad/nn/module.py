@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 from minigrad import backend
 from minigrad.arguments import to_arguments
 from minigrad.backend import Device
-from minigrad.dtypes import as_dtype
+from minigrad.dtypes import as_dtype, kind
 from minigrad.nn.internal import as_array_on, format_repr, indent
 from minigrad.tensor import Tensor
 
@@ -70,7 +70,7 @@ def zero_grads(params: Any, set_to_none: bool = True) -> None:
 
 def _convert_array(arr: Any, dev: Device | None, dtype: Any) -> Any:
     """arr moved to dev and, when it is floating point, cast to dtype (integer buffers keep theirs)."""
-    if dtype is not None and arr.dtype.kind == "f" and arr.dtype != dtype:
+    if dtype is not None and kind(arr.dtype) == "f" and arr.dtype != dtype:
         arr = arr.astype(dtype)
     if dev is not None and backend.device_of(arr) != dev:
         arr = backend.from_numpy(dev, backend.to_numpy(arr))
@@ -284,7 +284,7 @@ class Module:
     def to(self, *args: Any, **kwargs: Any) -> "Module":
         """Move to a device and/or cast floating point parameters and buffers, in place (same Parameter objects)."""
         dev, dtype = _parse_to(args, kwargs)
-        if dtype is not None and dtype.kind != "f":
+        if dtype is not None and kind(dtype) != "f":
             raise TypeError(f"Module.to only accepts floating point dtypes, got {dtype}")
         for t in list(self.parameters()) + list(self.buffers()):
             t.data = _convert_array(t.data, dev, dtype)

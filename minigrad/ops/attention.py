@@ -13,6 +13,7 @@ from typing import Any
 from minigrad import backend
 from minigrad.autograd import Context, Function
 from minigrad.ops.kernels import kernels_for
+from minigrad.ops.precision import float32_inside
 
 
 def sdpa_forward(ctx: Context, q: Any, k: Any, v: Any, is_causal: bool, attn_mask: Any, dropout_p: float,
@@ -64,6 +65,7 @@ def sdpa_backward(ctx: Context, g: Any, need_q: bool = True, need_k: bool = True
     return dq, dk, dv, dmask
 
 
+@float32_inside
 class ScaledDotProductAttention(Function):
     """Attention on separate q, k, v of shape (..., T, D).
 
@@ -91,6 +93,7 @@ class ScaledDotProductAttention(Function):
         return sdpa_backward(ctx, g, *ctx.needs_input_grad)[:len(ctx.needs_input_grad)]
 
 
+@float32_inside
 class PackedSelfAttention(Function):
     """Multi-head self-attention from packed qkv (B, T, 3C) to (B, T, C), before the output projection.
 

@@ -19,6 +19,7 @@ from typing import Any
 from minigrad import backend
 from minigrad.autograd import Context, Function
 from minigrad.ops.kernels import kernels_for
+from minigrad.ops.precision import float32_inside
 
 
 def _check_linear(x: Any, weight: Any, bias: Any) -> None:
@@ -32,6 +33,7 @@ def _check_linear(x: Any, weight: Any, bias: Any) -> None:
                            f"with .to({str(weight.dtype)!r}) or the module with .to({str(x.dtype)!r}))")
 
 
+@float32_inside(native_on=("cuda",))
 class Linear(Function):
     """y = x W^T + b for x (..., in), W (out, in), b (out,) or None."""
 
@@ -93,6 +95,7 @@ def _check_axis(op: str, axis: int, ndim: int) -> int:
     return axis % max(ndim, 1)
 
 
+@float32_inside
 class Softmax(Function):
     """y = exp(x - max) / sum over one axis. A 0-d input is treated as one element (y = 1), and an empty
     input gives an empty output (numpy's max has no identity on a zero-size axis)."""
@@ -121,6 +124,7 @@ class Softmax(Function):
         return dx.reshape(ctx.shape)
 
 
+@float32_inside
 class LogSoftmax(Function):
     """y = x - logsumexp(x) over one axis (0-d and empty inputs as Softmax)."""
 
@@ -168,6 +172,7 @@ def _reduce(xp: Any, loss: Any, reduction: str, count: Any) -> Any:
         return loss.sum() / count
 
 
+@float32_inside(keep_float32=True)
 class CrossEntropy(Function):
     """Softmax + negative log-likelihood over rows of (N, C) logits z, with targets t and ignore_index.
 
@@ -209,6 +214,7 @@ class CrossEntropy(Function):
         return dz, None
 
 
+@float32_inside(keep_float32=True)
 class NLLLoss(Function):
     """Weighted negative log-likelihood with label smoothing: the general loss path behind F.nll_loss and
     F.cross_entropy (whatever the fused CrossEntropy does not take: weights, smoothing, (C,) and (N, C, d...)).
@@ -277,6 +283,7 @@ class NLLLoss(Function):
         return dy
 
 
+@float32_inside
 class LayerNorm(Function):
     """y = (x - mean) * rstd * weight + bias over the last axis (C entries), rstd = 1 / sqrt(var + eps)."""
 
@@ -317,6 +324,7 @@ _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
+@float32_inside
 class Gelu(Function):
     """GELU(x) = x Phi(x), Phi the standard normal CDF (approximate="none"), or its tanh approximation."""
 

@@ -8,6 +8,7 @@ from minigrad.autograd import enable_grad
 from minigrad.nn.internal import is_on
 from minigrad.nn.module import zero_grads
 from minigrad.tensor import Tensor
+from minigrad.dtypes import kind
 
 
 def _state_value_like(value: Any, p: Tensor, name: str) -> Any:
@@ -21,7 +22,7 @@ def _state_value_like(value: Any, p: Tensor, name: str) -> Any:
         raise ValueError(f"loaded state {name!r} has shape {tuple(arr.shape)}, its parameter has {tuple(p.shape)}")
     if not is_on(arr, p.device):
         arr = backend.from_numpy(p.device, backend.to_numpy(arr))
-    dtype = p.dtype if arr.dtype.kind == "f" else arr.dtype
+    dtype = p.dtype if kind(arr.dtype) == "f" else arr.dtype
     return p.device.xp.array(arr, dtype=dtype, copy=True)  # own a copy: steps update it in place
 
 
