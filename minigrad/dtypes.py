@@ -80,6 +80,8 @@ def promote_types(type1: Any, type2: Any) -> np.dtype:
     ca, cb = _CATEGORY[kind(a)], _CATEGORY[kind(b)]
     if ca != cb:
         return a if ca > cb else b
+    if bfloat16 is not None and bfloat16 in (a, b) and float16 in (a, b):
+        return float32  # torch: neither holds the other (bfloat16's range, float16's precision)
     return np.promote_types(a, b)
 
 

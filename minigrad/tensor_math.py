@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from minigrad import amp
 from minigrad.arguments import is_operand, promote, to_array
 from minigrad.dtypes import get_default_dtype, kind, result_type
 from minigrad.ops import elementwise, fused, linalg
@@ -170,7 +171,8 @@ class TensorMath:
             if not is_operand(o):
                 return NotImplemented
             o = Tensor(to_array(o, self.device, None), device=self.device, _copy=False)
-        return linalg.MatMul.apply(o, self) if reverse else linalg.MatMul.apply(self, o)
+        a, b = amp.to_low(self, o)  # under autocast: in float16/bfloat16
+        return linalg.MatMul.apply(b, a) if reverse else linalg.MatMul.apply(a, b)
 
     def __neg__(self) -> "Tensor":
         return elementwise.Neg.apply(self)

@@ -33,7 +33,7 @@ def _check_linear(x: Any, weight: Any, bias: Any) -> None:
                            f"with .to({str(weight.dtype)!r}) or the module with .to({str(x.dtype)!r}))")
 
 
-@float32_inside(native_on=("cuda",))
+@float32_inside(native_on=("cuda",), same_dtype=True)
 class Linear(Function):
     """y = x W^T + b for x (..., in), W (out, in), b (out,) or None."""
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 from typing import Any
 
 from minigrad.autograd import Context, Function
+from minigrad.ops.precision import float32_inside
 
 
+@float32_inside(native_on=("cuda",), same_dtype=True)
 class MatMul(Function):
     @staticmethod
     def forward(ctx: Context, a: Any, b: Any) -> Any:

@@ -25,13 +25,20 @@ def is_low(a: Any) -> bool:
     return dt is not None and dt.itemsize == 2 and dt.name in LOW_NAMES
 
 
-def float32_inside(cls: Any = None, *, keep_float32: bool = False, native_on: tuple = ()) -> Any:
-    """Class decorator for a Function: low-precision inputs are computed in float32 (see the module docstring)."""
+def float32_inside(cls: Any = None, *, keep_float32: bool = False, native_on: tuple = (),
+                   same_dtype: bool = False) -> Any:
+    """Class decorator for a Function: low-precision inputs are computed in float32 (see the module docstring).
+
+    same_dtype: the op refuses inputs of different dtypes (matmul, linear, as torch): those go to forward as
+    they are, so its own check raises.
+    """
     def wrap(fn_cls: Any) -> Any:
         forward, backward = fn_cls.forward, fn_cls.backward
 
         def forward_f32(ctx: Any, *arrays: Any, **attrs: Any) -> Any:
             low = next((a.dtype for a in arrays if is_low(a)), None)
+            if same_dtype and low is not None and any(getattr(a, "dtype", low) != low for a in arrays):
+                low = None
             ctx.low_dtype = None if low is None or ctx.device.type in native_on else low
             if ctx.low_dtype is None:
                 return forward(ctx, *arrays, **attrs)
