@@ -261,7 +261,7 @@ CHUNK = 1 << 16  # elements per block in chained elementwise math: the temporari
 
 
 def _erf_float32(x: np.ndarray) -> np.ndarray:
-    out = np.empty_like(x)
+    out = np.empty(x.shape, x.dtype)  # C order, so dst is a view of it whatever x's layout (a transpose, say)
     src, dst = x.reshape(-1), out.reshape(-1)
     for s in range(0, src.size, CHUNK):
         v = np.clip(src[s:s + CHUNK], -4.0, 4.0)

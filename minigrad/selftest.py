@@ -24,10 +24,13 @@ import numpy as np
 
 import minigrad as mg
 from minigrad import backend
+from minigrad.dtypes import LOW_PRECISION
 from minigrad.nn import functional as F
 
 # float32 on a GPU differs from numpy by rounding and summation order; TF32 (off by default in cupy) would need ~1e-3
-TOL = {"float32": dict(rtol=2e-4, atol=2e-5), "float64": dict(rtol=1e-9, atol=1e-11)}
+TOL = {"float32": dict(rtol=2e-4, atol=2e-5), "float64": dict(rtol=1e-9, atol=1e-11),
+       # float16/bfloat16 kernels against the float32 reference: one rounding to the 16-bit dtype, float32's atol
+       "float16": dict(rtol=2 ** -10, atol=2e-5), "bfloat16": dict(rtol=2 ** -7, atol=2e-5)}
 
 
 class CheckFailed(AssertionError):
@@ -106,7 +109,8 @@ def check_ops_float64(dev: Any) -> str:
 
 
 def check_fused_kernels(dev: Any) -> str:
-    """The device's fused kernels (GELU both forms, AdamW) against their references, at sizes over many blocks."""
+    """The device's fused kernels (GELU both forms, AdamW; GELU's float16/bfloat16 ones too) against their
+    references, at sizes over many blocks."""
     from minigrad.cuda_kernels import ReferenceKernels
     if dev.kernels is None:
         return "no fused kernels on this device (MINIGRAD_CUDA_KERNELS=0?): skipped"
@@ -130,6 +134,20 @@ def check_fused_kernels(dev: Any) -> str:
                 dev.kernels.adamw_step(dp, dg, dm, dv, **opts)
                 ref.adamw_step(p, g, m, v, **opts)
             worst = max(worst, _compare(f"adamw [{dtype}, n={n}]", backend.to_numpy(dp), p, TOL[dtype]))
+    for dtype in [d.name for d in LOW_PRECISION]:  # GELU's 16-bit kernels: float32 math, rounded once
+        for n in (1, 33, 100_003):
+            rng = np.random.default_rng(n)
+            x = (rng.standard_normal(n) * 3).astype(np.float32).astype(mg.as_dtype(dtype))
+            g = rng.standard_normal(n).astype(np.float32).astype(mg.as_dtype(dtype))
+            x32, g32 = x.astype(np.float32), g.astype(np.float32)
+            dx, dg = backend.from_numpy(dev, x), backend.from_numpy(dev, g)
+            for form in ("none", "tanh"):
+                worst = max(worst, _compare(f"gelu {form} forward [{dtype}, n={n}]",
+                                            backend.to_numpy(dev.kernels.gelu_forward(dx, form)).astype(np.float32),
+                                            ref.gelu_forward(x32, form), TOL[dtype]))
+                worst = max(worst, _compare(f"gelu {form} backward [{dtype}, n={n}]",
+                                            backend.to_numpy(dev.kernels.gelu_backward(dx, dg, form))
+                                            .astype(np.float32), ref.gelu_backward(x32, g32, form), TOL[dtype]))
     kind = "raw CUDA kernels" if getattr(dev.kernels, "fused", False) else "reference path"
     return f"{kind}, max abs error {worst:.2g}"
 

@@ -8,7 +8,10 @@ test run would otherwise miss:
   Generator methods (cupy's Generator has no normal, choice or permutation);
 - device-to-host synchronisations (``.get()``, ``.item()``, ``float()``, ``bool()``, ...) are counted;
 - a ufunc that turns float32 device arrays into a float64 result (a hidden upcast) raises TypeError;
-- ``a[idx] = v`` with repeated integer indices raises (cupy stores an undefined one of the values).
+- ``a[idx] = v`` with repeated integer indices raises (cupy stores an undefined one of the values);
+- float16/bfloat16 arithmetic as cupy's: a matmul of bfloat16 arrays gives bfloat16 (numpy with ml_dtypes gives
+  float32), and sum/mean of float16/bfloat16 accumulate in float32 and round once (numpy sums them in their
+  own precision along an axis), as cupy's reductions and cuBLAS (float32 compute) do.
 Numerical results are numpy's. Build it with ``make_device()``; needs ``import cupy`` to work
 (the name lists come from the installed cupy; no GPU is needed).
 """
@@ -59,6 +62,18 @@ def _unwrap(x: Any, where: str) -> Any:
     return x
 
 
+_FLOAT32_ACCUMULATED = frozenset({"sum", "mean"})  # cupy reduces float16/bfloat16 in float32 ("float" code)
+
+
+def _call(name: str, fn: Any, args: tuple, kwargs: dict) -> Any:
+    """fn(*args, **kwargs) on host arrays, with cupy's float32 accumulation for sums of float16/bfloat16."""
+    a = args[0] if args else None
+    if (name in _FLOAT32_ACCUMULATED and isinstance(a, np.ndarray) and a.dtype.itemsize == 2
+            and a.dtype.name in ("float16", "bfloat16") and kwargs.get("dtype") is None and kwargs.get("out") is None):
+        return fn(a.astype(np.float32), *args[1:], **kwargs).astype(a.dtype)
+    return fn(*args, **kwargs)
+
+
 def _wrap(x: Any) -> Any:
     if isinstance(x, np.ndarray):
         return StrictArray(x)
@@ -98,7 +113,8 @@ class StrictArray(NDArrayOperatorsMixin):
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
         if func.__name__ not in StrictModule.names:
             raise AttributeError(f"cupy has no function {func.__name__!r} (strict cupy stand-in)")
-        return _wrap(func(*_unwrap(args, func.__name__), **{k: _unwrap(v, func.__name__) for k, v in kwargs.items()}))
+        return _wrap(_call(func.__name__, func, _unwrap(args, func.__name__),
+                           {k: _unwrap(v, func.__name__) for k, v in kwargs.items()}))
 
     def __getitem__(self, index: Any) -> "StrictArray":
         return _wrap(self._a[_unwrap(index, "indexing")])
@@ -151,10 +167,13 @@ class StrictArray(NDArrayOperatorsMixin):
         attr = getattr(self._a, name)
         if not callable(attr):
             return _wrap(attr)
+        unbound = getattr(np.ndarray, name, None)
 
         def method(*args: Any, **kwargs: Any) -> Any:
-            return _wrap(attr(*_unwrap(args, f"ndarray.{name}"),
-                              **{k: _unwrap(v, f"ndarray.{name}") for k, v in kwargs.items()}))
+            args, kwargs = _unwrap(args, f"ndarray.{name}"), {k: _unwrap(v, f"ndarray.{name}") for k, v in kwargs.items()}
+            if unbound is not None and name in _FLOAT32_ACCUMULATED:
+                return _wrap(_call(name, unbound, (self._a, *args), kwargs))
+            return _wrap(attr(*args, **kwargs))
         return method
 
 
@@ -169,6 +188,9 @@ def _call_ufunc(ufunc: Any, method: str, inputs: tuple, kwargs: dict) -> Any:
         kwargs = dict(kwargs, out=_unwrap(kwargs["out"], f"ufunc {name} out="))
     result = getattr(ufunc, method)(*args, **kwargs)
     _refuse_hidden_float64(name, args, result)
+    if name == "matmul" and "out" not in kwargs and result.dtype == np.float32 and all(
+            getattr(a, "dtype", None) is not None and a.dtype.name == "bfloat16" for a in args):
+        result = result.astype(args[0].dtype)  # cupy: bfloat16 @ bfloat16 is bfloat16 (numpy + ml_dtypes: float32)
     return _wrap(result)
 
 
@@ -253,7 +275,7 @@ class StrictModule:
             return lambda a, *args, **kw: StrictArray(np.array(_unwrap_host(a), *args, **kw))
 
         def fn(*args: Any, **kwargs: Any) -> Any:
-            return _wrap(obj(*_unwrap(args, name), **{k: _unwrap(v, name) for k, v in kwargs.items()}))
+            return _wrap(_call(name, obj, _unwrap(args, name), {k: _unwrap(v, name) for k, v in kwargs.items()}))
         return fn
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from minigrad import backend
 from minigrad.autograd import Context, Function
-from minigrad.ops.kernels import kernels_for
+from minigrad.ops.kernels import kernels_for, native_low_precision
 from minigrad.ops.precision import float32_inside
 
 
@@ -324,7 +324,7 @@ _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
-@float32_inside
+@float32_inside(native_on=native_low_precision("gelu"))  # CUDA's GELU kernels take float16/bfloat16 themselves
 class Gelu(Function):
     """GELU(x) = x Phi(x), Phi the standard normal CDF (approximate="none"), or its tanh approximation."""
 

@@ -10,7 +10,8 @@ as autocast (minigrad/amp.py) chose.
 A matmul this way equals one with float32 accumulation, as tensor cores do it: the product of two rounded
 float16 or bfloat16 numbers is exact in float32. It is also the fast way on the CPU, where numpy's float16
 matmul runs ~170x slower than float32's. ``native_on=("cuda",)`` lets a device with fast low-precision
-matmuls (cuBLAS: float16/bfloat16 inputs, float32 accumulation) take the low dtype as it is.
+matmuls (cuBLAS: float16/bfloat16 inputs, float32 accumulation) take the low dtype as it is; ``native_on`` may
+also be a predicate of the device (ops/kernels.py's ``native_low_precision(op)``: a CUDA device with the op's kernel).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def is_low(a: Any) -> bool:
     return dt is not None and dt.itemsize == 2 and dt.name in LOW_NAMES
 
 
-def float32_inside(cls: Any = None, *, keep_float32: bool = False, native_on: tuple = (),
+def float32_inside(cls: Any = None, *, keep_float32: bool = False, native_on: Any = (),
                    same_dtype: bool = False) -> Any:
     """Class decorator for a Function: low-precision inputs are computed in float32 (see the module docstring).
 
@@ -39,7 +40,8 @@ def float32_inside(cls: Any = None, *, keep_float32: bool = False, native_on: tu
             low = next((a.dtype for a in arrays if is_low(a)), None)
             if same_dtype and low is not None and any(getattr(a, "dtype", low) != low for a in arrays):
                 low = None
-            ctx.low_dtype = None if low is None or ctx.device.type in native_on else low
+            native = native_on(ctx.device) if callable(native_on) else ctx.device.type in native_on
+            ctx.low_dtype = None if low is None or native else low
             if ctx.low_dtype is None:
                 return forward(ctx, *arrays, **attrs)
             ctx.input_dtypes = tuple(getattr(a, "dtype", None) for a in arrays)
