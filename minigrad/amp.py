@@ -118,11 +118,13 @@ class GradScaler:
         flat = getattr(optimizer, "flat_grad", None)
         arrays = [flat] if flat is not None else [p.grad.data for group in optimizer.param_groups
                                                   for p in group["params"] if p.grad is not None]
-        finite = True
+        total = 0.0
         for a in arrays:
             a *= inv
-            finite = _all_finite(a) and finite
-        self.found_inf = not finite
+            total = total + a.sum(dtype="float64")  # on the device: no host sync per array
+        # the float64 sum of float32 or float16 values is finite exactly when they all are (it cannot
+        # overflow): one host sync for the whole step
+        self.found_inf = not math.isfinite(float(total))
         self._unscaled = True
 
     def step(self, optimizer: Any) -> bool:
@@ -163,9 +165,3 @@ class GradScaler:
         self.growth_factor = float(state["growth_factor"])
         self.backoff_factor = float(state["backoff_factor"])
         self.growth_interval = int(state["growth_interval"])
-
-
-def _all_finite(a: Any) -> bool:
-    """Whether every element of a is finite, with one reduction and one host sync: the float64 sum of
-    float32 or float16 values is finite exactly when they all are (it cannot overflow)."""
-    return math.isfinite(float(a.sum(dtype="float64")))

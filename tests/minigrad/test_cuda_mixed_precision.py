@@ -113,13 +113,13 @@ class GeluDtypes:
         return getattr(self.kernels, name)
 
 
-def mixed_precision_step(device, dtype, syncs, *, overflow=False):
+def mixed_precision_step(device, dtype, syncs, *, overflow=False, flat=True):
     """One training step as tinygpt.train takes it with --dtype float16|bfloat16 (forward under autocast, the scaled
     loss's backward outside it, unscale_, clip, scaler.step, scaler.update); the syncs of each phase."""
     from tinygpt import TinyGPT, preset
     mg.manual_seed(0)
     model = TinyGPT(preset("nano")).to(device)
-    opt = mg.optim.AdamW(model.param_groups(0.01), lr=1e-3, flat=True)
+    opt = mg.optim.AdamW(model.param_groups(0.01), lr=1e-3, flat=flat)
     scaler = mg.amp.GradScaler(enabled=dtype == "float16")
     x, y = np.random.default_rng(0).integers(0, model.cfg.vocab_size, (2, 4, 16))
     if device != "cpu":
@@ -183,6 +183,12 @@ def test_the_mixed_precision_step_syncs_with_the_host_once_more_for_the_loss_sca
     assert counts["backward"] == 0
     assert counts["unscale_"] == SCALER_SYNCS_PER_STEP[dtype]  # float16: one float() of a float64 sum
     assert counts["clip + step + update"] == 0
+
+
+def test_without_flat_buffers_the_loss_scaler_still_syncs_once_per_step(dev, syncs):
+    """unscale_ sums every parameter's gradient on the device and reads the total once (29 arrays on nano)."""
+    counts = mixed_precision_step(dev, "float16", syncs, flat=False)["syncs"]
+    assert counts["unscale_"] == 1 and counts["backward"] == 0
 
 
 def test_an_overflow_on_the_device_skips_the_step_halves_the_scale_and_still_syncs_once(dev, syncs):
