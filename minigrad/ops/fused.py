@@ -356,6 +356,7 @@ class Gelu(Function):
         return g * dydx
 
 
+@float32_inside  # numpy's and cupy's generators draw float32/float64 only: a float16/bfloat16 mask is drawn in float32
 class Dropout(Function):
     """Inverted dropout: keep with probability 1-p and scale by 1/(1-p); the mask is saved as bool."""
 
