@@ -1,7 +1,7 @@
 """One training step of the tutorial config, minigrad vs PyTorch, interleaved in one process.
 
 python benchmarks/train_step.py [--steps 20] [--run 4] [--warmup 3] [--compile] [--device cpu|cuda] [--no-torch]
-                                [--threads N]
+                                [--threads N] [--dtype float32|bfloat16|float16]
 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/train_step.py   # the headline BLAS setup
 
 Step = forward + cross-entropy + backward + clip_grad_norm_(1.0) + AdamW(lr 3e-4, wd 0.01) on random tokens,
@@ -12,10 +12,15 @@ training: OpenBLAS's threads (minigrad's matmuls) and torch's OpenMP threads kee
 their last call, and with single-step turns they slowed whichever engine came next.
 GFLOP/s counts the step's matrix products only: 6 * (matmul weights) + 12 * layers * T * d FLOPs per token
 (attention over the full T x T). Without torch installed the benchmark prints minigrad's figures alone.
+--dtype bfloat16|float16 is mixed precision as python -m tinygpt.train --dtype runs it: float32 weights and AdamW,
+the forward and loss under minigrad.autocast (torch.autocast for torch), float16 with a GradScaler (scale, unscale
+before clipping, step, update). On the CPU minigrad computes low-precision products in float32 on rounded inputs
+(numpy's float16 matmul is ~170x slower), so there it is a correctness path: expect it slower than float32.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import statistics
@@ -80,8 +85,9 @@ def cpu_name() -> str:
 
 # ---------------------------------------------------------------- minigrad
 
-def minigrad_step_fn(cfg: Any, batch: int, device: str, seed: int) -> Callable[[], float]:
-    """A closure running one timed minigrad training step; returns its seconds."""
+def minigrad_step_fn(cfg: Any, batch: int, device: str, seed: int, dtype: str = "float32") -> Callable[[], float]:
+    """A closure running one timed minigrad training step; returns its seconds. bfloat16/float16: the forward
+    under mg.autocast(dtype), float32 weights and AdamW; float16 with loss scaling (mg.amp.GradScaler)."""
     mg.manual_seed(seed)
     model = TinyGPT(cfg)
     if device != "cpu":
@@ -90,6 +96,8 @@ def minigrad_step_fn(cfg: Any, batch: int, device: str, seed: int) -> Callable[[
     dev = mg.device(device)
     rng = np.random.default_rng(seed)
     from minigrad import backend
+    low = dtype in ("bfloat16", "float16")
+    scaler = mg.amp.GradScaler(enabled=dtype == "float16")
 
     def step() -> float:
         ids = rng.integers(0, cfg.vocab_size, (batch, cfg.block_size + 1))
@@ -98,11 +106,14 @@ def minigrad_step_fn(cfg: Any, batch: int, device: str, seed: int) -> Callable[[
             x, y = backend.from_numpy(dev, x), backend.from_numpy(dev, y)
             dev.synchronize()
         t0 = time.perf_counter()
-        _, loss = model(x, y)
+        with mg.autocast(dtype) if low else contextlib.nullcontext():
+            _, loss = model(x, y)
         opt.zero_grad()
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
         mg.optim.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        scaler.step(opt)
+        scaler.update()
         loss.item()
         return time.perf_counter() - t0
 
@@ -149,7 +160,23 @@ def torch_tutorial_model(torch: Any, cfg: Any) -> Any:
     return TorchTinyGPT()
 
 
-def torch_step_fn(torch: Any, cfg: Any, batch: int, device: str, seed: int, compile: bool) -> Callable[[], float]:
+def torch_autocast_ok(torch: Any, device: str, dtype: str) -> bool:
+    """Whether torch.autocast on this device runs linear layers in dtype (float32: no autocast, always True)."""
+    if dtype == "float32":
+        return True
+    import warnings
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # torch warns and disables autocast for a dtype it does not support
+            with torch.autocast(device, dtype=getattr(torch, dtype)):
+                y = torch.nn.functional.linear(torch.ones(2, 2, device=device), torch.ones(2, 2, device=device))
+        return y.dtype == getattr(torch, dtype)
+    except (RuntimeError, UserWarning, AttributeError):
+        return False
+
+
+def torch_step_fn(torch: Any, cfg: Any, batch: int, device: str, seed: int, compile: bool,
+                  dtype: str = "float32") -> Callable[[], float]:
     torch.manual_seed(seed)
     model = torch_tutorial_model(torch, cfg).to(device)
     decay = [p for p in model.parameters() if p.ndim == 2]
@@ -159,17 +186,22 @@ def torch_step_fn(torch: Any, cfg: Any, batch: int, device: str, seed: int, comp
     fwd = torch.compile(model) if compile else model
     gen = torch.Generator().manual_seed(seed)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    low = dtype in ("bfloat16", "float16")
+    scaler = torch.amp.GradScaler(device, enabled=dtype == "float16")
 
     def step() -> float:
         ids = torch.randint(0, cfg.vocab_size, (batch, cfg.block_size + 1), generator=gen).to(device)
         x, y = ids[:, :-1].contiguous(), ids[:, 1:].contiguous()
         sync()
         t0 = time.perf_counter()
-        _, loss = fwd(x, y)
+        with torch.autocast(device, dtype=getattr(torch, dtype)) if low else contextlib.nullcontext():
+            _, loss = fwd(x, y)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        scaler.step(opt)
+        scaler.update()
         loss.item()
         return time.perf_counter() - t0
 
@@ -190,6 +222,9 @@ def main() -> None:
                     help="threads for both engines: torch's, minigrad's and numpy's BLAS "
                          "(default: each its own choice)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                    help="mixed precision: the forward under autocast at this dtype, float32 weights and AdamW "
+                         "(float16: with a GradScaler)")
     ap.add_argument("--run", type=int, default=4,
                     help="timed steps per turn: engines take turns running this many steps back to back, "
                          "after one untimed step each turn")
@@ -207,6 +242,14 @@ def main() -> None:
             import torch
         except ImportError:
             print("torch is not installed: minigrad figures only (pip install torch==2.13.0 for the comparison)")
+    if args.dtype == "bfloat16":
+        try:
+            import ml_dtypes  # noqa: F401
+        except ImportError:
+            sys.exit('train_step --dtype bfloat16: minigrad needs ml-dtypes for bfloat16: pip install -e ".[bfloat16]"')
+    if torch is not None and not torch_autocast_ok(torch, args.device, args.dtype):
+        print(f"torch.autocast has no {args.dtype} on {args.device} here: minigrad figures only")
+        torch = None
     if torch is not None:
         if args.device == "cuda" and not torch.cuda.is_available():
             sys.exit("train_step --device cuda: torch has no CUDA here (a CPU-only build or no GPU); "
@@ -224,12 +267,14 @@ def main() -> None:
                      "(pip install threadpoolctl)")
 
     engines: list[tuple[str, Callable[[], float]]] = [
-        ("minigrad", minigrad_step_fn(cfg, args.batch, args.device, args.seed))]
+        ("minigrad", minigrad_step_fn(cfg, args.batch, args.device, args.seed, args.dtype))]
     if torch is not None:
-        engines.append(("torch eager", torch_step_fn(torch, cfg, args.batch, args.device, args.seed, False)))
+        engines.append(("torch eager", torch_step_fn(torch, cfg, args.batch, args.device, args.seed, False,
+                                                     args.dtype)))
         if args.compile:
             print("compiling the torch model (first steps are slow) ...", flush=True)
-            engines.append(("torch.compile", torch_step_fn(torch, cfg, args.batch, args.device, args.seed, True)))
+            engines.append(("torch.compile", torch_step_fn(torch, cfg, args.batch, args.device, args.seed, True,
+                                                           args.dtype)))
 
     for _ in range(args.warmup + (2 if args.compile else 0)):
         for _, fn in engines:
@@ -247,7 +292,9 @@ def main() -> None:
     gflop = flops_per_step(cfg, args.batch) / 1e9
     print(f"\ntrain_step: tutorial config (vocab {cfg.vocab_size}, d {cfg.n_embd}, {cfg.n_heads} heads, "
           f"{cfg.n_layers} layers, T {cfg.block_size}), batch {args.batch} = {tokens} tokens/step, "
-          f"{gflop:.2f} GFLOP/step of matrix products; device {args.device}")
+          f"{gflop:.2f} GFLOP/step of matrix products; device {args.device}, dtype {args.dtype}"
+          + (" (mixed precision: float32 weights and AdamW, forward under autocast"
+             + (", GradScaler)" if args.dtype == "float16" else ")") if args.dtype != "float32" else ""))
     print(f"machine: {cpu_name()}, {os.cpu_count()} cpus, Python {platform.python_version()}, "
           f"numpy {np.__version__}" + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)"
                                        if torch is not None else ""))
@@ -265,7 +312,9 @@ def main() -> None:
         print(f"{name:14s} {med * 1e3:9.1f} {q[0] * 1e3:6.0f}-{q[2] * 1e3:<6.0f} {tokens / med:9.0f} "
               f"{gflop / med:8.1f} {med / base:17.2f}x")
     arch = blas_kernel()
-    summary = f"SUMMARY train_step {args.device}: minigrad {base * 1e3:.0f} ms/step ({tokens / base:.0f} tok/s)"
+    dtype_tag = "" if args.dtype == "float32" else f" {args.dtype}"
+    summary = (f"SUMMARY train_step {args.device}{dtype_tag}: minigrad {base * 1e3:.0f} ms/step "
+               f"({tokens / base:.0f} tok/s)")
     for name in ("torch eager", "torch.compile"):
         if name in rows:
             summary += f", {name} {rows[name] * 1e3:.0f} ms ({rows[name] / base:.2f}x)"

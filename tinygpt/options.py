@@ -21,6 +21,8 @@ TRAINING_OPTIONS = ("batch_size", "grad_accum", "block_size", "lr", "min_lr", "l
                     "eval_batches", "sample_tokens")
 # ... and those it may not: they fix the model, its numbers or its random streams
 FIXED_ON_RESUME = ("preset", "tokenizer", "dtype", "seed")
+DTYPES = ("float32", "float64", "bfloat16", "float16")
+LOW_PRECISION = ("bfloat16", "float16")  # mixed precision: float32 master weights, forward under autocast
 
 
 class TrainError(UsageError):
@@ -56,8 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-batches", type=int, default=20, help="batches per split in each eval")
     p.add_argument("--sample-tokens", type=int, default=40, help="tokens of the sample printed at each eval")
     p.add_argument("--seed", type=int, default=1337, help="seeds the init, batches and dropout")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float64"],
-                   help="parameter and compute dtype")
+    p.add_argument("--dtype", default="float32", choices=list(DTYPES),
+                   help="float32 or float64: the parameters' and the computation's dtype. bfloat16 or float16: mixed "
+                   "precision (float32 parameters and AdamW state; the forward runs under minigrad.autocast, matmuls "
+                   "and attention in the low dtype, losses and normalizations in float32); float16 adds dynamic loss "
+                   "scaling, whose overflowed steps are skipped and counted (bfloat16 on the CPU needs "
+                   "pip install -e \".[bfloat16]\")")
     p.add_argument("--out", default=None, help="run folder (default: runs/<preset>, or runs/<preset>-2, ... "
                    "if that holds a run)")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
@@ -97,7 +103,7 @@ def check_args(args: Any) -> None:
     check_range("--beta2", args.beta2, 0, 1, hi_open=True)
     if args.dropout is not None:
         check_range("--dropout", args.dropout, 0, 1, hi_open=True)
-    for name, allowed in (("lr_schedule", ("constant", "cosine")), ("dtype", ("float32", "float64")),
+    for name, allowed in (("lr_schedule", ("constant", "cosine")), ("dtype", DTYPES),
                           ("tokenizer", ("bpe", "char", "byte", None))):
         if getattr(args, name) not in allowed:
             raise UsageError(f"{flag(name)} must be one of {', '.join(a for a in allowed if a)}, "
@@ -106,6 +112,21 @@ def check_args(args: Any) -> None:
         value = getattr(args, name)
         if value is not None and Path(value).exists() and not Path(value).is_dir():
             raise UsageError(f"{flag(name)} {value} is a file, not a folder")
+
+
+def check_dtype_available(args: Any) -> None:
+    """--dtype bfloat16 needs ml_dtypes (numpy has no bfloat16): one line naming the option and the extra."""
+    if args.dtype == "bfloat16":
+        try:
+            import ml_dtypes  # noqa: F401
+        except ImportError:
+            raise UsageError('--dtype bfloat16 needs the ml-dtypes package (numpy has no bfloat16): '
+                             'pip install -e ".[bfloat16]"') from None
+
+
+def master_dtype(dtype: str) -> str:
+    """The parameters' dtype for --dtype: float32 under mixed precision, else the dtype itself."""
+    return "float32" if dtype in LOW_PRECISION else dtype
 
 
 def flag(name: str) -> str:

@@ -20,7 +20,7 @@ from tinygpt.cli import UsageError
 from tinygpt.config import PRESETS, GPTConfig, preset
 from tinygpt.data import corpus_digest, load_corpus, prepare
 from tinygpt.model import TinyGPT
-from tinygpt.options import check_args
+from tinygpt.options import check_args, check_dtype_available, master_dtype
 from tinygpt.run_folder import apply_resume, choose_out, restored_state
 
 
@@ -36,6 +36,7 @@ def setup(args: Any, given: set[str]) -> tuple:
     args.overrides = []
     saved = apply_resume(args, given) if args.resume else None
     check_args(args)
+    check_dtype_available(args)
     pretrained = _load_init_from(args) if args.init_from else None
     if args.resume and (args.out is None or Path(args.out).resolve() == Path(args.resume).resolve()):
         out = Path(args.resume)
@@ -72,7 +73,7 @@ def setup(args: Any, given: set[str]) -> tuple:
     if args.block_size is None:
         args.block_size = base.block_size
     corpus = load_corpus(args.data)
-    mg.set_default_dtype(args.dtype)
+    mg.set_default_dtype(master_dtype(args.dtype))  # bfloat16/float16: float32 master weights
     mg.manual_seed(rank_seed(args.seed, comm.rank))  # rank 0: the seed itself; the others' dropout differs
     if saved:  # every file of the run is checked before any tokenizing or writing
         src = Path(args.resume)

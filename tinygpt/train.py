@@ -6,9 +6,21 @@ folder (runs/tutorial, or runs/tutorial-2, ... when that one is taken).
 The training loop and the command; its parts live in tinygpt/options.py (the parser and option checks),
 tinygpt/run_folder.py (choosing, resuming and opening the run folder; metrics) and tinygpt/run_setup.py (data,
 model and optimizer, before anything is written).
+
+Mixed precision (--dtype bfloat16 or float16; minigrad/amp.py's docstring has the rules): the model is built in
+float32, and its parameters (the master weights), gradients, AdamW state and checkpoints stay float32; each
+micro-batch's forward and loss (and the eval losses) run under mg.autocast(dtype), backward outside it. float16
+uses dynamic loss scaling (mg.amp.GradScaler): each micro-batch's loss is multiplied by the scale before backward;
+after the data-parallel all-reduce the scale is divided out of the float32 gradients (unscale_) before clipping,
+and a step whose gradients overflowed (inf/NaN) is skipped: no AdamW update, the scale halves. A skipped step
+still counts as a step of the schedule (step number, learning rate, tokens seen), as in torch and nanoGPT; the
+skips are counted in the progress bar, the eval lines, metrics.jsonl ("loss_scale" and "skipped" per step,
+"skipped_steps" in each eval record) and the final line. A non-finite LOSS still stops the run. The scaler's state
+and the skip count are part of the checkpoint, so a resumed float16 run continues bit for bit.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -29,7 +41,7 @@ from tinygpt.cli import UsageError, explicit_options, silence_stdout
 from tinygpt.data import DataError, get_batch
 from tinygpt.generate import generate_text
 from tinygpt.model import TinyGPT
-from tinygpt.options import build_parser
+from tinygpt.options import LOW_PRECISION, build_parser
 from tinygpt.run_folder import args_to_save, last_eval, open_run_folder, plot_metrics
 from tinygpt.run_setup import say, setup
 
@@ -49,7 +61,8 @@ def lr_at(step: int, args: Any) -> float:
 
 @mg.no_grad()
 def estimate_loss(model: TinyGPT, data: Any, args: Any, step: int) -> dict:
-    """Mean loss over eval_batches random windows of each split (its own RNG: training is undisturbed)."""
+    """Mean loss over eval_batches random windows of each split (its own RNG: training is undisturbed), with the
+    forward as in training (under autocast for bfloat16/float16)."""
     model.eval()
     out = {}
     for i, (split, ids) in enumerate((("train", data.train), ("val", data.val))):
@@ -57,7 +70,8 @@ def estimate_loss(model: TinyGPT, data: Any, args: Any, step: int) -> dict:
         losses = []
         for _ in range(args.eval_batches):
             x, y = get_batch(ids, args.batch_size, args.block_size, rng)
-            _, loss = model(to_device(x, model), to_device(y, model))
+            with precision(args):
+                _, loss = model(to_device(x, model), to_device(y, model))
             losses.append(loss.item())
         out[split] = float(np.mean(losses))
     model.train()
@@ -66,6 +80,24 @@ def estimate_loss(model: TinyGPT, data: Any, args: Any, step: int) -> dict:
 
 def to_device(a: np.ndarray, model: TinyGPT) -> Any:
     return backend.from_numpy(model.tok_embed.weight.device, a)
+
+
+def precision(args: Any) -> Any:
+    """Where a forward pass runs: under mg.autocast for --dtype bfloat16/float16, as it is for float32/float64."""
+    return mg.autocast(args.dtype) if args.dtype in LOW_PRECISION else contextlib.nullcontext()
+
+
+def overflow_expected(scaler: Any) -> Any:
+    """With float16's loss scaler an overflow in backward is a skipped step, not news: numpy stays quiet."""
+    if scaler is None or not scaler.is_enabled():
+        return contextlib.nullcontext()
+    return np.errstate(over="ignore", invalid="ignore")
+
+
+def grad_scaler(args: Any) -> Any:
+    """float16's dynamic loss scaling (torch's defaults: scale 2**16 to start, halved after an overflow, doubled
+    after 2000 good steps in a row); a pass-through for every other dtype. Tests replace it."""
+    return mg.amp.GradScaler(enabled=args.dtype == "float16")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,13 +162,16 @@ class StopRequest:
             signal.signal(sig, signal.SIG_IGN if self.signum is not None and _AS_PROGRAM else old)
 
 
-def accumulate_gradients(model: TinyGPT, optimizer: Any, ids: np.ndarray, args: Any, rng: np.random.Generator) -> float:
+def accumulate_gradients(model: TinyGPT, optimizer: Any, ids: np.ndarray, args: Any, rng: np.random.Generator,
+                         scaler: Any = None) -> float:
     """Forward and backward one step's batch, in grad_accum micro-batches; returns its mean loss.
 
     The windows are drawn as one batch of batch_size * grad_accum and split, so with grad_accum N the
     step equals one of batch_size * N (same windows; the loss and gradients are means over all of them).
     With several ranks every rank draws the same windows and takes its own equal share of each
     micro-batch; the caller averages the ranks' gradients and losses.
+    The forward runs under precision(args); with a float16 scaler each micro-batch's loss is scaled before
+    its backward (the caller unscales the gradients).
     """
     n, b = args.grad_accum, args.batch_size
     x, y = get_batch(ids, b * n, args.block_size, rng)
@@ -146,11 +181,14 @@ def accumulate_gradients(model: TinyGPT, optimizer: Any, ids: np.ndarray, args: 
     total = 0.0
     for i in range(n):
         rows = slice(i * b + rank * share, i * b + (rank + 1) * share)
-        _, loss = model(to_device(x[rows], model), to_device(y[rows], model))
+        with precision(args):
+            _, loss = model(to_device(x[rows], model), to_device(y[rows], model))
         value = loss.item()
         if not math.isfinite(value):
             return value
-        (loss if n == 1 else loss * (1.0 / n)).backward()
+        part = loss if n == 1 else loss * (1.0 / n)
+        with overflow_expected(scaler):
+            (part if scaler is None else scaler.scale(part)).backward()
         total += value
     return total / n
 
@@ -162,6 +200,8 @@ def params_finite(model: TinyGPT) -> bool:
 def train(args: Any, given: "set[str] | None" = None) -> int:
     given = set(vars(args)) if given is None else given
     dev, data, cfg, model, optimizer, state = setup(args, given)
+    scaler = grad_scaler(args)
+    skipped_steps = restore_scaler(scaler, state, args)
     comm = args.comm
     lead = comm.rank == 0  # rank 0 writes the run folder and talks; every rank trains
     run = Path(args.out)
@@ -190,6 +230,8 @@ def train(args: Any, given: "set[str] | None" = None) -> int:
         rngs = comm.gather_host(dev.rng.bit_generator.state if dev.type == "cpu" else None)
         state.update(step=step, batch_rng=batch_rng.bit_generator.state, device_rng=rngs[0],
                      device_rng_ranks=rngs if comm.size > 1 else None)
+        if scaler.is_enabled():  # float16: the loss scaler goes on where it was
+            state.update(grad_scaler=scaler.state_dict(), skipped_steps=skipped_steps)
         if lead:
             checkpoint.save_checkpoint(run, model, optimizer, data.tokenizer, cfg,
                                        {"args": args_to_save(args), "state": state})
@@ -211,25 +253,36 @@ def train(args: Any, given: "set[str] | None" = None) -> int:
                 lr = lr_at(step, args)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                loss_value = accumulate_gradients(model, optimizer, data.train, args, batch_rng)
+                scale = scaler.get_scale()  # this step's loss scale (float16; 1.0 otherwise)
+                loss_value = accumulate_gradients(model, optimizer, data.train, args, batch_rng, scaler)
                 # one small all-reduce: the step's mean loss over ranks and whether any rank was asked to stop
                 loss_value, stopping = comm.all_reduce_host([loss_value / comm.size, stop.signum is not None])
                 if not math.isfinite(loss_value):
                     return fail(f"loss is {loss_value} at step {step + 1}")
                 comm.all_reduce_(optimizer.flat_grad, average=True)  # the mean gradient, before clipping
-                if args.grad_clip > 0:
+                with overflow_expected(scaler):  # float16: divide the scale out; note an overflow (same on every rank)
+                    scaler.unscale_(optimizer)
+                skipped = scaler.is_enabled() and scaler.found_inf
+                if args.grad_clip > 0 and not skipped:
                     norm = float(mg.optim.clip_grad_norm_(model.parameters(), args.grad_clip).item())
                     if not math.isfinite(norm):
                         return fail(f"gradient norm is {norm} at step {step + 1}")
-                optimizer.step()
-                step += 1
+                scaler.step(optimizer)  # optimizer.step(), unless the float16 gradients overflowed
+                scaler.update()  # float16: halve the scale after an overflow, grow it after a run of good steps
+                step += 1  # a skipped step still counts: the schedule and the data move on (as in torch)
+                skipped_steps += skipped
                 state["tokens_seen"] += tok_per_step
                 t_steps += time.perf_counter() - t0
                 tps = (state["tokens_seen"] - tokens_at_start) / t_steps
-                metrics.write(json.dumps({"step": step, "loss": loss_value, "lr": lr}) + "\n")
+                record = {"step": step, "loss": loss_value, "lr": lr}
+                if scaler.is_enabled():
+                    record.update(loss_scale=scale, skipped=bool(skipped))
+                metrics.write(json.dumps(record) + "\n")
                 metrics.flush()  # a watcher (or a crash) sees every step
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", tok_s=f"{tps:,.0f}")
+                bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", tok_s=f"{tps:,.0f}",
+                                **({"scale": f"{scaler.get_scale():g}", "skipped": skipped_steps}
+                                   if scaler.is_enabled() else {}))
                 if step % args.eval_interval == 0 or step == args.max_steps:
                     if not params_finite(model):
                         return fail(f"parameters became non-finite at step {step}")
@@ -237,10 +290,12 @@ def train(args: Any, given: "set[str] | None" = None) -> int:
                         losses = estimate_loss(model, data, args, step)
                         sample = generate_text(model, data.tokenizer, "", args.sample_tokens, seed=args.seed + step)
                         bar.write(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}, "
-                                  f"{tps:,.0f} tokens/s | sample: {sample[:200]!r}")
-                        metrics.write(json.dumps({"step": step, "train_loss": losses["train"],
-                                                  "val_loss": losses["val"], "tokens_per_s": tps,
-                                                  "sample": sample}) + "\n")
+                                  f"{tps:,.0f} tokens/s{scaler_note(scaler, skipped_steps)} | sample: {sample[:200]!r}")
+                        record = {"step": step, "train_loss": losses["train"], "val_loss": losses["val"],
+                                  "tokens_per_s": tps, "sample": sample}
+                        if scaler.is_enabled():
+                            record.update(skipped_steps=skipped_steps, loss_scale=scaler.get_scale())
+                        metrics.write(json.dumps(record) + "\n")
                         metrics.flush()
                     save(step)
                     saved_step, last_good = step, (run, step)
@@ -277,8 +332,32 @@ def train(args: Any, given: "set[str] | None" = None) -> int:
     print(f"done: {step} steps, {state['tokens_seen']:,} tokens seen, final train loss "
           f"{final.get('train_loss', float('nan')):.4f}, val loss {final.get('val_loss', float('nan')):.4f}, "
           f"{(state['tokens_seen'] - tokens_at_start) / max(t_steps, 1e-9):,.0f} tokens/s in training steps "
-          f"(eval and checkpoints excluded), wall {wall:.1f} s")
+          f"(eval and checkpoints excluded), wall {wall:.1f} s{scaler_note(scaler, skipped_steps)}")
     return 0
+
+
+def restore_scaler(scaler: Any, state: dict, args: Any) -> int:
+    """Load a resumed float16 run's loss-scaler state into scaler; returns the steps it has skipped so far
+    (0 for a new run, and for the other dtypes, which keep neither in config.json)."""
+    if not scaler.is_enabled():
+        return 0
+    try:
+        scaler.load_state_dict(state.get("grad_scaler") or {})
+        skipped = state.get("skipped_steps", 0)
+        scale = scaler.get_scale()
+        if not (math.isfinite(scale) and scale > 0) or type(skipped) is not int or skipped < 0:
+            raise ValueError(f"scale {scaler.get_scale()}, skipped_steps {skipped!r}")
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise RunError(f"{Path(args.resume or args.out) / 'config.json'}: invalid loss-scaler state "
+                       f"({type(e).__name__}: {e})") from None
+    return skipped
+
+
+def scaler_note(scaler: Any, n: int) -> str:
+    """float16: the steps skipped so far and the loss scale now, for the eval and final lines ('' otherwise)."""
+    if not scaler.is_enabled():
+        return ""
+    return f", {n} step{'' if n == 1 else 's'} skipped (float16 overflow), loss scale {scaler.get_scale():g}"
 
 
 def _progress(args: Any, start: int, disable: bool = False) -> Any:

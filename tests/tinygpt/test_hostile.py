@@ -124,7 +124,7 @@ CASES = [
     ("eval-interval-0", "train", [*NEW, "--eval-interval", "0"], None, 2, "--eval-interval must be an integer >= 1"),
     ("eval-batches-0", "train", [*NEW, "--eval-batches", "0"], None, 2, "--eval-batches must be an integer >= 1"),
     ("sample-tokens-neg", "train", [*NEW, "--sample-tokens", "-1"], None, 2, "--sample-tokens must be"),
-    ("dtype-float16", "train", [*NEW, "--dtype", "float16"], None, 2, "argument --dtype: invalid choice"),
+    ("dtype-float8", "train", [*NEW, "--dtype", "float8"], None, 2, "argument --dtype: invalid choice"),
     ("schedule-bad", "train", [*NEW, "--lr-schedule", "linear"], None, 2, "argument --lr-schedule: invalid choice"),
     ("device-tpu", "train", [*NEW, "--device", "tpu"], None, 2, "unknown device 'tpu'"),
     ("preset-bad", "train", [*NEW, "--preset", "huge"], None, 2, "unknown preset 'huge'"),
