@@ -31,6 +31,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from minigrad.dtypes import LOW_PRECISION, as_dtype, kind
 
 _dtype = None  # the active autocast dtype, or None
@@ -119,9 +121,10 @@ class GradScaler:
         arrays = [flat] if flat is not None else [p.grad.data for group in optimizer.param_groups
                                                   for p in group["params"] if p.grad is not None]
         total = 0.0
-        for a in arrays:
-            a *= inv
-            total = total + a.sum(dtype="float64")  # on the device: no host sync per array
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is expected here now and then: no warning
+            for a in arrays:
+                a *= inv
+                total = total + a.sum(dtype="float64")  # on the device: no host sync per array
         # the float64 sum of float32 or float16 values is finite exactly when they all are (it cannot
         # overflow): one host sync for the whole step
         self.found_inf = not math.isfinite(float(total))
