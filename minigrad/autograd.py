@@ -238,13 +238,23 @@ class SliceGrad:
     shape and the engine summing them. ``dense()`` is the array it stands for.
     """
 
-    __slots__ = ("shape", "dtype", "index", "g", "xp")
+    __slots__ = ("like", "index", "g", "xp")
 
-    def __init__(self, shape: tuple, dtype: Any, index: Any, g: Any, xp: Any) -> None:
-        self.shape, self.dtype, self.index, self.g, self.xp = shape, dtype, index, g, xp
+    def __init__(self, like: Any, index: Any, g: Any, xp: Any) -> None:
+        self.like, self.index, self.g, self.xp = like, index, g, xp  # like: x's array (shape, dtype, layout)
+
+    @property
+    def shape(self) -> tuple:
+        return self.like.shape
+
+    @property
+    def dtype(self) -> Any:
+        return self.like.dtype
 
     def dense(self) -> Any:
-        out = self.xp.zeros(self.shape, dtype=self.dtype)
+        # zeros laid out in memory as x is (zeros_like keeps the strides' order): for x a permuted view, the
+        # gradient then needs no copy to go back through the permute and a reshape
+        out = self.xp.zeros_like(self.like)
         out[self.index] = self.g
         return out
 

@@ -59,7 +59,7 @@ class GetItem(Function):
     def backward(ctx: Context, g: Any) -> Any:
         # g goes back where the slice came from, zeros elsewhere; repeated integer indices accumulate
         if not ctx.advanced:
-            return SliceGrad(ctx.shape, ctx.dtype, ctx.index, g, ctx.xp)  # the engine writes it into one buffer
+            return SliceGrad(ctx.inputs[0].data, ctx.index, g, ctx.xp)  # the engine writes it into one buffer
         dx = ctx.xp.zeros(ctx.shape, dtype=ctx.dtype)
         backend.scatter_add(dx, ctx.index, g)
         return dx
