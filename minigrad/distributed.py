@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Any
 
 # what launchers set in each rank's environment: MPICH/Hydra (PMI_*), Open MPI, Slurm
@@ -125,6 +126,11 @@ class MPI(Single):
         self.comm.Barrier()
 
     def abort(self, code: int = 1) -> None:
+        """End every rank now. The caller's error line travels to the launcher's stderr through mpiexec's I/O
+        forwarding, which MPI_Abort tears down: flush and give it a moment first, so the line is not lost."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        time.sleep(0.5)
         self.comm.Abort(code)
 
 

@@ -170,7 +170,7 @@ def test_a_rank_that_raises_ends_the_whole_job(corpus, tmp_path):
     args = run_args(corpus, tmp_path / "run", "--batch-size", "4", "--max-steps", "200")[2:]
     proc = launch(2, ["-c", driver, *args], timeout=60)  # a hang (rank 0 waiting forever) raises TimeoutExpired
     assert proc.returncode != 0, (proc.returncode, proc.stderr[-2000:])
-    assert "rank 1: error: MemoryError: rank 1 ran out of memory" in proc.stderr, proc.stderr[-2000:]
+    assert "rank 1: error: MemoryError: rank 1 ran out of memory" in proc.stderr, (proc.stdout[-3000:], proc.stderr)
 
 
 def test_a_multi_rank_launch_without_mpi4py_is_one_line(corpus, tmp_path):
