@@ -1,6 +1,7 @@
 """nanoGPT's CPU "baby GPT" on shakespeare-char, trained by minigrad and by PyTorch side by side.
 
 python benchmarks/baby_gpt.py [--iters 2000] [--turn 100] [--data ../shared/data/tinyshakespeare.txt] [--no-torch]
+                              [--device cpu|cuda]
 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/baby_gpt.py   # the headline BLAS setup
 
 The run of nanoGPT's README for a CPU: 4 layers, 4 heads, 128 dims, context 64, batch 12, dropout 0,
@@ -14,6 +15,9 @@ machine then hits both alike, and a BLAS or OpenMP pool that keeps spinning afte
 call costs at most the first iteration of a turn (with step-by-step interleaving it slowed every step).
 Wall time is the sum of each engine's iteration times (the evaluation is not included); final losses
 are means over 200 random batches of each split, as nanoGPT's estimate_loss.
+--device cuda puts both models and every batch on the GPU (minigrad through cupy, torch on "cuda"); a batch is
+copied to the device before its iteration's clock starts, and the device is synchronised before each clock read,
+so every kernel an iteration launches is counted in its time.
 """
 from __future__ import annotations
 
@@ -57,10 +61,23 @@ def lr_at(it: int, iters: int) -> float:
 
 # ---------------------------------------------------------------- the two engines
 
-def minigrad_engine(model: Any, iters: int) -> tuple[Callable, Callable]:
+# An engine is (step, evaluate, put, sync): put(x, y) moves a numpy batch onto the engine's device (untimed),
+# step(it, x, y) and evaluate(x, y) take what put returned, sync() waits for the device (a no-op on the CPU).
+Engine = tuple[Callable, Callable, Callable, Callable]
+
+
+def minigrad_engine(model: Any, iters: int, device: str) -> Engine:
+    dev = mg.device(device)
+    if device != "cpu":
+        model.to(device)  # in place: the same Parameter objects
     opt = mg.optim.AdamW(model.param_groups(0.1), lr=1e-3, betas=(0.9, 0.99))
 
-    def step(it: int, x: np.ndarray, y: np.ndarray) -> float:
+    def put(x: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
+        if device == "cpu":
+            return x, y  # numpy batches, as before --device existed
+        return mg.backend.from_numpy(dev, x), mg.backend.from_numpy(dev, y)
+
+    def step(it: int, x: Any, y: Any) -> float:
         for group in opt.param_groups:
             group["lr"] = lr_at(it, iters)
         _, loss = model(x, y)
@@ -71,10 +88,10 @@ def minigrad_engine(model: Any, iters: int) -> tuple[Callable, Callable]:
         return loss.item()
 
     @mg.no_grad()
-    def evaluate(x: np.ndarray, y: np.ndarray) -> float:
+    def evaluate(x: Any, y: Any) -> float:
         return model(x, y)[1].item()
 
-    return step, evaluate
+    return step, evaluate, put, dev.synchronize
 
 
 def torch_model(torch: Any, cfg: Any) -> Any:
@@ -127,30 +144,36 @@ def torch_model(torch: Any, cfg: Any) -> Any:
     return BabyGPT()
 
 
-def torch_engine(torch: Any, cfg: Any, state: dict, iters: int) -> tuple[Callable, Callable]:
+def torch_engine(torch: Any, cfg: Any, state: dict, iters: int, device: str) -> Engine:
     model = torch_model(torch, cfg)
     model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state.items()})
+    if device != "cpu":
+        model.to(device)  # in place: the same Parameter objects (the tied weight stays tied)
     params = list(model.parameters())  # the tied embedding/head weight once
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=1e-3, betas=(0.9, 0.99))
 
-    def step(it: int, x: np.ndarray, y: np.ndarray) -> float:
+    def put(x: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
+        return torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)  # .to("cpu"): the same tensor
+
+    def step(it: int, x: Any, y: Any) -> float:
         for group in opt.param_groups:
             group["lr"] = lr_at(it, iters)
-        loss = model(torch.from_numpy(x), torch.from_numpy(y))
+        loss = model(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         return loss.item()
 
-    def evaluate(x: np.ndarray, y: np.ndarray) -> float:
+    def evaluate(x: Any, y: Any) -> float:
         with torch.no_grad():
-            return model(torch.from_numpy(x), torch.from_numpy(y)).item()
+            return model(x, y).item()
 
-    return step, evaluate
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    return step, evaluate, put, sync
 
 
 def main() -> None:
@@ -162,22 +185,35 @@ def main() -> None:
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--log-every", type=int, default=250)
     ap.add_argument("--turn", type=int, default=100, help="iterations per engine per turn")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                    help="where both engines run (cuda: minigrad through cupy, torch on its CUDA device)")
     args = ap.parse_args()
 
+    if args.device == "cuda":
+        try:
+            mg.device("cuda")
+        except mg.backend.CudaUnavailableError as e:  # no cupy, or no GPU
+            print(f"baby_gpt --device cuda: minigrad cannot use CUDA here: {e}", file=sys.stderr)
+            sys.exit(2)
     train, val, vocab = load_chars(args.data)
     cfg = preset("shakespeare-char", vocab_size=vocab)
     batch, block = 12, cfg.block_size
     mg.manual_seed(args.seed)
     model = TinyGPT(cfg)  # the preset's init="nanogpt": N(0, 0.02), residual projections N(0, 0.02/sqrt(2L))
     state = {k: v.numpy() for k, v in model.state_dict().items()}
-    engines: dict[str, tuple[Callable, Callable]] = {"minigrad": minigrad_engine(model, args.iters)}
+    engines: dict[str, Engine] = {"minigrad": minigrad_engine(model, args.iters, args.device)}
     torch = None
     if not args.no_torch:
         try:
             import torch
-            engines["torch"] = torch_engine(torch, cfg, state, args.iters)
         except ImportError:
             print("torch is not installed: minigrad figures only")
+        if torch is not None:
+            if args.device == "cuda" and not torch.cuda.is_available():
+                print("baby_gpt --device cuda: torch has no CUDA here (a CPU-only build or no GPU); "
+                      "use --no-torch for minigrad alone", file=sys.stderr)
+                sys.exit(2)
+            engines["torch"] = torch_engine(torch, cfg, state, args.iters, args.device)
 
     n_params = model.num_parameters()
     print(f"baby GPT: {n_params:,} parameters, vocab {vocab}, {cfg.n_layers} layers, {cfg.n_heads} heads, "
@@ -185,6 +221,9 @@ def main() -> None:
     print(f"machine: {cpu_name()}, {os.cpu_count()} cpus; numpy BLAS: {blas_info()}; env {blas_env()}"
           + (f"; torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch is not None else ""),
           flush=True)
+    if args.device == "cuda":
+        print(f"device: cuda, minigrad on {mg.device('cuda')}"
+              + (f", torch on {torch.cuda.get_device_name(0)}" if torch is not None else ""), flush=True)
     seconds = {name: 0.0 for name in engines}
     rngs = {name: np.random.default_rng(args.seed) for name in engines}  # the same batches for both
     losses: dict[str, list] = {name: [] for name in engines}
@@ -194,11 +233,13 @@ def main() -> None:
         # machine hits both; a turn's first iteration also lets the other engine's thread pools spin down
         order = list(engines) if k % 2 == 0 else list(engines)[::-1]
         for name in order:
-            step = engines[name][0]
+            step, _, put, sync = engines[name]
             for it in range(start, min(start + turn, args.iters)):
-                x, y = get_batch(train, batch, block, rngs[name])
+                x, y = put(*get_batch(train, batch, block, rngs[name]))
+                sync()  # the batch's copy is not timed
                 t0 = time.perf_counter()
                 losses[name].append(step(it, x, y))
+                sync()  # every kernel the iteration launched is counted
                 seconds[name] += time.perf_counter() - t0
                 if args.log_every and ((it + 1) % args.log_every == 0 or it == 0):
                     print(f"{name} iter {it + 1:5d}: loss {np.mean(losses[name][-50:]):.4f} ({seconds[name]:.1f} s)",
@@ -208,8 +249,8 @@ def main() -> None:
     erng = {split: np.random.default_rng(args.seed + 1 + i) for i, split in enumerate(("train", "val"))}
     for split, data in (("train", train), ("val", val)):
         batches = [get_batch(data, batch, block, erng[split]) for _ in range(args.eval_batches)]
-        for name in engines:
-            final[name][split] = float(np.mean([engines[name][1](x, y) for x, y in batches]))
+        for name, (_, evaluate, put, _) in engines.items():
+            final[name][split] = float(np.mean([evaluate(*put(x, y)) for x, y in batches]))
 
     flops = 6 * (n_params - cfg.block_size * cfg.n_embd) + 12 * cfg.n_layers * block * cfg.n_embd
     gflop_iter = flops * batch * block / 1e9
@@ -219,7 +260,8 @@ def main() -> None:
         print(f"{name:10s} {s:8.1f} {s / args.iters * 1e3:8.1f} {gflop_iter * args.iters / s:8.1f} "
               f"{final[name]['train']:11.4f} {final[name]['val']:9.4f}")
     m = final["minigrad"]
-    summary = (f"SUMMARY baby_gpt {args.iters} iters: minigrad {seconds['minigrad']:.1f} s, "
+    where = "" if args.device == "cpu" else f"{args.device} "
+    summary = (f"SUMMARY baby_gpt {where}{args.iters} iters: minigrad {seconds['minigrad']:.1f} s, "
                f"train {m['train']:.4f} val {m['val']:.4f}")
     if "torch" in engines:
         t = final["torch"]

@@ -216,7 +216,7 @@ fi
 
 # ---------------------------------------------------------------- 4. nanoGPT's baby GPT benchmark against torch
 if [ "$BABY_DEVICE" = 1 ] && [ -n "$DATA" ]; then
-    run_phase baby_gpt baby_gpt.log 120 '^SUMMARY|^minigrad |^torch ' \
+    run_phase baby_gpt baby_gpt.log 120 '^SUMMARY|^device:|^(minigrad|torch) +[0-9]' \
         "$PY" benchmarks/baby_gpt.py --device "$BENCH_DEV" --data "$DATA" "${BABY_SIZE[@]}"
 else
     skip baby_gpt baby_gpt.log "benchmarks/baby_gpt.py has no --device option (CPU only), or no data"
