@@ -4,7 +4,7 @@
 # Runs, most valuable first, each phase under its own `timeout` (a failing or hanging phase is logged and the
 # script goes on): minigrad.selftest --device cuda --with-tests (and, only if it fails, the cuda test suite again
 # with tracebacks); benchmarks/train_step.py --device cuda against torch eager; a real tinygpt.train --device cuda
-# run on tinyshakespeare and generation from it; the baby-GPT benchmark (once it has --device); the same benchmark
+# run on tinyshakespeare and generation from it; the baby-GPT benchmark on cuda; the same benchmark
 # and a short run in bfloat16 and float16; NCCL at world size 1 (--dist nccl); peak GPU memory per dtype; a per-op
 # and per-kernel profile of the step; nanoGPT's char-level baby GPT recipe; torch.compile if time is left. A phase
 # that would start with under 20 s of the budget left is skipped, and each phase's timeout is cut to what is left.
