@@ -28,6 +28,7 @@ in a row it doubles the scale again. bfloat16 has float32's exponent range and n
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -57,6 +58,7 @@ class autocast:
         _dtype = self._prev
 
     def __call__(self, fn: Any) -> Any:
+        @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             with self:
                 return fn(*args, **kwargs)

@@ -206,12 +206,21 @@ def manual_seed(seed: int) -> None:
 
 def randn(dev: Device, shape: tuple[int, ...], dtype: Any) -> Any:
     """Standard normal draws of a float dtype on a device."""
-    return dev.rng.standard_normal(shape, dtype=dtype)
+    return _draw(dev.rng.standard_normal, shape, dtype)
 
 
 def rand(dev: Device, shape: tuple[int, ...], dtype: Any) -> Any:
     """Uniform [0, 1) draws of a float dtype on a device."""
-    return dev.rng.random(shape, dtype=dtype)
+    return _draw(dev.rng.random, shape, dtype)
+
+
+def _draw(fn: Any, shape: tuple[int, ...], dtype: Any) -> Any:
+    """The generators draw float32 and float64 only: 16-bit floats (float16, bfloat16) are drawn in float32 and
+    rounded."""
+    dtype = np.dtype(dtype)
+    if dtype.itemsize >= 4:
+        return fn(shape, dtype=dtype)
+    return fn(shape, dtype=np.float32).astype(dtype)
 
 
 def randint(dev: Device, low: int, high: int, shape: tuple[int, ...]) -> Any:

@@ -38,7 +38,8 @@ _default_dtype = float32
 def kind(dtype: Any) -> str:
     """numpy's dtype.kind ("f" float, "i" int, "u" unsigned, "b" bool, "c" complex), and "f" for bfloat16
     too (ml_dtypes registers it as "V", a void type, for numpy)."""
-    return "f" if dtype == bfloat16 and bfloat16 is not None else dtype.kind
+    k = dtype.kind
+    return "f" if k == "V" and bfloat16 is not None and dtype == bfloat16 else k
 
 
 def as_dtype(dtype: Any) -> np.dtype:

@@ -260,8 +260,7 @@ def train(args: Any, given: "set[str] | None" = None) -> int:
                 if not math.isfinite(loss_value):
                     return fail(f"loss is {loss_value} at step {step + 1}")
                 comm.all_reduce_(optimizer.flat_grad, average=True)  # the mean gradient, before clipping
-                with overflow_expected(scaler):  # float16: divide the scale out; note an overflow (same on every rank)
-                    scaler.unscale_(optimizer)
+                scaler.unscale_(optimizer)  # float16: divide the scale out; note an overflow (same on every rank)
                 skipped = scaler.is_enabled() and scaler.found_inf
                 if args.grad_clip > 0 and not skipped:
                     norm = float(mg.optim.clip_grad_norm_(model.parameters(), args.grad_clip).item())

@@ -10,7 +10,6 @@ from typing import Any
 
 from minigrad import backend
 from minigrad import dtypes
-from minigrad.dtypes import float32
 from minigrad.tensor import Tensor
 
 
@@ -19,11 +18,8 @@ def _draw(tensor: Tensor, kind: str) -> Any:
     dtype = tensor.dtype
     if dtypes.kind(dtype) != "f":
         raise TypeError(f"init: expected a floating point tensor, got {dtype}")
-    # the generators draw float32/float64 only; other floats (float16) are drawn in float32 and cast
-    draw_dtype = dtype if dtype.itemsize >= 4 else float32
     fn = backend.rand if kind == "uniform" else backend.randn
-    out = fn(tensor.device, tensor.shape, draw_dtype)
-    return out if out.dtype == dtype else out.astype(dtype)
+    return fn(tensor.device, tensor.shape, dtype)
 
 
 def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:

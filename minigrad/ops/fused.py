@@ -356,17 +356,22 @@ class Gelu(Function):
         return g * dydx
 
 
-@float32_inside  # numpy's and cupy's generators draw float32/float64 only: a float16/bfloat16 mask is drawn in float32
 class Dropout(Function):
     """Inverted dropout: keep with probability 1-p and scale by 1/(1-p); the mask is saved as bool."""
 
     @staticmethod
     def forward(ctx: Context, x: Any, p: float) -> Any:
-        keep = backend.rand(ctx.device, x.shape, x.dtype) >= p
-        ctx.keep, ctx.scale = keep, 1.0 / (1.0 - p)
-        return x * keep * ctx.scale
+        ctx.keep, ctx.scale = backend.rand(ctx.device, x.shape, x.dtype) >= p, 1.0 / (1.0 - p)
+        return x * Dropout.scaled_mask(ctx, x.dtype)
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> Any:
         # dx = g * mask / (1 - p)
-        return g * ctx.keep * ctx.scale
+        return g * Dropout.scaled_mask(ctx, g.dtype)
+
+    @staticmethod
+    def scaled_mask(ctx: Context, dtype: Any) -> Any:
+        """mask / (1 - p) in dtype (a bool mask times bfloat16 would promote to float32)."""
+        m = ctx.keep.astype(dtype)
+        m *= ctx.scale
+        return m

@@ -59,7 +59,6 @@ def float32_inside(cls: Any = None, *, keep_float32: bool = False, native_on: An
             return out[0] if single else out
 
         fn_cls.forward, fn_cls.backward = staticmethod(forward_f32), staticmethod(backward_f32)
-        fn_cls.forward_float32, fn_cls.backward_float32 = staticmethod(forward), staticmethod(backward)
         return fn_cls
 
     return wrap if cls is None else wrap(cls)

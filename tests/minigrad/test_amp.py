@@ -117,12 +117,32 @@ def test_matmul_and_linear_still_refuse_mixed_dtypes():
 @pytest.mark.skipif(mg.bfloat16 is None, reason="bfloat16 needs ml_dtypes")
 def test_bfloat16_tensors_promote_like_torch():
     b = mg.zeros(3, dtype="bfloat16")
-    assert b.dtype == mg.bfloat16 and repr(mg.bfloat16) and "bfloat16" in repr(b)
+    assert b.dtype == mg.bfloat16 and str(b.dtype) == "bfloat16" and "dtype=bfloat16" in repr(b)
     assert (b + rand(3)).dtype == mg.float32  # bfloat16 + float32 -> float32
     assert (b + 1.5).dtype == mg.bfloat16  # a Python float takes the tensor's float dtype
     assert (b + mg.tensor([1, 2, 3])).dtype == mg.bfloat16  # float beats int
     assert mg.promote_types("bfloat16", "float16") == mg.float32  # torch: bf16 + f16 -> f32
     assert rand(3).to("bfloat16").requires_grad_().requires_grad
+
+
+@pytest.mark.parametrize("dtype", LOW)
+def test_random_draws_and_init_in_16_bit_floats(dtype):
+    """numpy's and cupy's generators draw float32/float64 only: 16-bit floats are drawn in float32 and rounded,
+    so mg.rand/randn, nn.init and dropout work in float16 and bfloat16 too."""
+    low = mg.as_dtype(dtype)
+    u, n = mg.rand(1000, dtype=dtype), mg.randn(1000, dtype=dtype)
+    assert u.dtype == n.dtype == low
+    assert 0.0 <= u.numpy().astype(np.float32).min() and u.numpy().astype(np.float32).max() <= 1.0
+    assert abs(float(n.numpy().astype(np.float32).std()) - 1.0) < 0.1
+    w = mg.zeros(64, 32, dtype=dtype)
+    nn.init.xavier_uniform_(w)
+    assert w.dtype == low and np.abs(w.numpy().astype(np.float32)).max() > 0
+    x = rand(8, 50).to(dtype).requires_grad_()
+    y = F.dropout(x, 0.5)
+    y.backward(mg.ones(8, 50, dtype=dtype))
+    assert y.dtype == x.grad.dtype == low  # a bool mask would promote bfloat16 to float32
+    np.testing.assert_array_equal(y.numpy(), x.numpy() * x.grad.numpy())  # y = x * mask / (1 - p), dx = mask / (1 - p)
+    assert set(np.unique(x.grad.numpy().astype(np.float32))) == {0.0, 2.0}
 
 
 # ------------------------------------------------------------------ GradScaler
@@ -172,6 +192,16 @@ def test_grad_scaler_skips_an_overflowed_step_and_halves_the_scale(bad):
     assert scaler.step(opt) is False and opt.steps == 0 and scaler.found_inf
     scaler.update()
     assert scaler.get_scale() == 512.0 and scaler.growth_tracker == 0 and not scaler.found_inf
+
+
+def test_unscale_does_not_warn_about_the_overflow_it_catches():
+    import warnings
+    params = with_grads([np.inf, -np.inf, 1.0], [-np.inf])  # inf - inf in the sums: numpy's "invalid value" case
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "overflow/invalid value encountered" would raise here
+        scaler = mg.amp.GradScaler(init_scale=4.0)
+        scaler.unscale_(FakeOptimizer(params))
+    assert scaler.found_inf
 
 
 def test_grad_scaler_grows_after_growth_interval_good_steps_and_round_trips_its_state():

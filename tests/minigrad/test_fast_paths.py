@@ -24,13 +24,6 @@ def small_blocks(monkeypatch):
     monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 0)
 
 
-@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
-def threads(request):
-    parallel.set_num_threads(request.param)
-    yield request.param
-    parallel.set_num_threads(None)
-
-
 def run(fn, arrays, g, dtype="float64", retain=False):
     """(output, input grads) of fn on fresh leaves; with retain, backward runs twice on the same graph."""
     leaves = [mg.tensor(a, dtype=dtype, requires_grad=True) for a in arrays]

@@ -30,13 +30,6 @@ def small_blocks(monkeypatch):
     monkeypatch.setattr(parallel, "SPLIT_MIN_MACS", 0)
 
 
-@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
-def threads(request):
-    parallel.set_num_threads(request.param)
-    yield request.param
-    parallel.set_num_threads(None)
-
-
 def blocks(n_rows: int, row_bytes: int) -> int:
     return -(-n_rows // parallel.block_rows(row_bytes))
 

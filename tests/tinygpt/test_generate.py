@@ -14,9 +14,8 @@ import pytest
 
 import tinygpt
 from minigrad import backend
-from tests.tinygpt.test_train import TEXT, small_args
+from tests.tinygpt.test_train import finished_run
 from tinygpt import generate as gen
-from tinygpt import train
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,12 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A tiny char-tokenizer run folder (10 steps of the nano preset, about a second)."""
-    base = tmp_path_factory.mktemp("gen")
-    corpus = base / "corpus.txt"
-    corpus.write_text(TEXT, encoding="utf-8")
-    out = base / "run"
-    assert train.main(small_args(corpus, out, "--max-steps", "10")) == 0
-    return out
+    return finished_run(tmp_path_factory.mktemp("gen"))[1]
 
 
 @pytest.fixture(scope="module")

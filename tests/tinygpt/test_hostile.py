@@ -17,7 +17,7 @@ import pytest
 
 import tinygpt
 from bpe import __main__ as bpe_cli
-from tests.tinygpt.test_train import TEXT, losses, small_args
+from tests.tinygpt.test_train import TEXT, finished_run, losses
 from tinygpt import generate as gen
 from tinygpt import train
 
@@ -26,10 +26,7 @@ from tinygpt import train
 def base(tmp_path_factory):
     """One finished nano run (10 steps, checkpoint at step 10) and its corpus, made once."""
     root = tmp_path_factory.mktemp("hostile")
-    corpus = root / "corpus.txt"
-    corpus.write_text(TEXT, encoding="utf-8")
-    run = root / "run"
-    assert train.main(small_args(corpus, run, "--max-steps", "10", "--dropout", "0.1")) == 0
+    corpus, run = finished_run(root, "--dropout", "0.1")
     return root, corpus, run
 
 

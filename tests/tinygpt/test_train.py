@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -33,6 +32,15 @@ def small_args(corpus, out, *extra):
             "--block-size", "16", "--lr", "3e-3", "--eval-interval", "10", "--eval-batches", "2",
             "--sample-tokens", "8", "--out", str(out), "--cache-dir", str(out.parent / "cache"),
             "--no-progress", *extra]
+
+
+def finished_run(root: Path, *extra: str) -> tuple[Path, Path]:
+    """(corpus, run): a finished 10-step nano run on TEXT in root, for module fixtures that share one."""
+    corpus = root / "corpus.txt"
+    corpus.write_text(TEXT, encoding="utf-8")
+    run = root / "run"
+    assert train.main(small_args(corpus, run, "--max-steps", "10", *extra)) == 0
+    return corpus, run
 
 
 def losses(run: Path) -> list[float]:
